@@ -1,0 +1,198 @@
+"""`hax.jit`: `jax.jit` for functions whose arguments and results hold structure trees."""
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import jax
+
+from ._static import combine, partition, rebuilder
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Static:
+    """A pytree node with no children: carries a static value through `jax.jit`'s output."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+jax.tree_util.register_pytree_node(
+    _Static, lambda s: ((), s.value), lambda value, _: _Static(value)
+)
+
+
+class _Hashed:
+    """A whole argument named in `static_argnames`: static, compared by its own `==`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Hashed) and bool(self.value == other.value)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def _as_tuple(x: int | str | Iterable[Any] | None) -> tuple[Any, ...]:
+    if x is None:
+        return ()
+    if isinstance(x, int | str):
+        return (x,)
+    return tuple(x)
+
+
+class JitFunction(Generic[P, R]):
+    """A function compiled by `hax.jit`. Call it like the original."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        static_argnames: tuple[str, ...],
+        donate_argnums: tuple[int, ...],
+        donate_argnames: tuple[str, ...],
+        jit_kwargs: dict[str, Any],
+    ) -> None:
+        self.__wrapped__ = fn
+        functools.update_wrapper(self, fn)
+        self._static_argnames = static_argnames
+        self._by_name = bool(static_argnames or donate_argnums or donate_argnames)
+        if self._by_name:
+            self._signature = inspect.signature(fn)
+            params = list(self._signature.parameters)
+            unknown = [n for n in (*static_argnames, *donate_argnames) if n not in params]
+            if unknown:
+                raise ValueError(f"hax.jit: {fn.__name__} has no parameters named {unknown}")
+            try:
+                names = [params[i] for i in donate_argnums]
+            except IndexError:
+                raise ValueError(
+                    f"hax.jit: donate_argnums={donate_argnums} is out of range for "
+                    f"{fn.__name__}, which has {len(params)} parameters"
+                ) from None
+            self._donated = frozenset((*names, *donate_argnames))
+            overlap = self._donated.intersection(static_argnames)
+            if overlap:
+                raise ValueError(f"hax.jit: {sorted(overlap)} cannot be both static and donated")
+
+        self._donate = (0,) if self._by_name and self._donated else ()
+        self._jit_kwargs = jit_kwargs
+        # One `jax.jit` per static key: looking the key up here is cheaper than
+        # passing it as a static argument, which jax hashes and compares in full.
+        self._compiled: dict[Any, Any] = {}
+
+    def _compile(self, key: Any) -> Any:
+        def traced(*arrays: Any) -> tuple[list[Any], _Static]:
+            out_arrays, out_key = partition(self._run(key, arrays))
+            return out_arrays, _Static(rebuilder(out_key))
+
+        compiled = self._compiled[key] = jax.jit(
+            traced, donate_argnums=self._donate, **self._jit_kwargs
+        )
+        return compiled
+
+    def _run(self, key: Any, arrays: tuple[Any, ...]) -> Any:
+        if not self._by_name:
+            args, kwargs = combine(arrays, key)
+            return self.__wrapped__(*args, **kwargs)
+        donated = combine(arrays[0], key[0])
+        kept = combine(arrays[1], key[1])
+        arguments = {**donated, **kept}
+        ordered = {
+            name: (v.value if isinstance(v := arguments[name], _Hashed) else v)
+            for name in self._signature.parameters
+            if name in arguments
+        }
+        bound = inspect.BoundArguments(self._signature, ordered)
+        return self.__wrapped__(*bound.args, **bound.kwargs)
+
+    def _split(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        if not self._by_name:
+            arrays, key = partition((args, kwargs))
+            return key, arrays
+        bound = self._signature.bind(*args, **kwargs)
+        donated = {n: v for n, v in bound.arguments.items() if n in self._donated}
+        kept = {
+            n: (_Hashed(v) if n in self._static_argnames else v)
+            for n, v in bound.arguments.items()
+            if n not in self._donated
+        }
+        (d_arrays, d_key), (k_arrays, k_key) = partition(donated), partition(kept)
+        return (d_key, k_key), (d_arrays, k_arrays)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key, arrays = self._split(args, kwargs)
+        compiled = self._compiled.get(key) or self._compile(key)
+        out_arrays, out_static = compiled(*arrays)
+        out: R = out_static.value(out_arrays)
+        return out
+
+    def lower(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Lower for the given arguments, as `jax.jit(...).lower` (e.g. for cost analysis)."""
+        key, arrays = self._split(args, kwargs)
+        return (self._compiled.get(key) or self._compile(key)).lower(*arrays)
+
+
+@overload
+def jit(
+    fn: Callable[P, R],
+    *,
+    static_argnames: str | Iterable[str] | None = None,
+    donate_argnums: int | Iterable[int] | None = None,
+    donate_argnames: str | Iterable[str] | None = None,
+    **jit_kwargs: Any,
+) -> JitFunction[P, R]: ...
+
+
+@overload
+def jit(
+    fn: None = None,
+    *,
+    static_argnames: str | Iterable[str] | None = None,
+    donate_argnums: int | Iterable[int] | None = None,
+    donate_argnames: str | Iterable[str] | None = None,
+    **jit_kwargs: Any,
+) -> Callable[[Callable[P, R]], JitFunction[P, R]]: ...
+
+
+def jit(
+    fn: Callable[P, R] | None = None,
+    *,
+    static_argnames: str | Iterable[str] | None = None,
+    donate_argnums: int | Iterable[int] | None = None,
+    donate_argnames: str | Iterable[str] | None = None,
+    **jit_kwargs: Any,
+) -> JitFunction[P, R] | Callable[[Callable[P, R]], JitFunction[P, R]]:
+    """Compile `fn` with `jax.jit`; its arguments and results may hold structure trees
+    and global configs.
+
+    Array leaves (JAX or NumPy) are traced. Everything else — `aux` values, `apply`
+    functions, configs, Python scalars — is static and compared **by value**: calling
+    again with a rebuilt tree of the same structure, shapes, dtypes and `aux` reuses
+    the compiled function; changing an `aux` value or a config value recompiles.
+    Pass a hyperparameter as a JAX array (`jnp.asarray(0.1)`) to trace it instead.
+
+    **Arguments:**
+    - `static_argnames`, `donate_argnums`, `donate_argnames`: as in `jax.jit`
+      (donation applies to every array inside the named arguments).
+    - `jit_kwargs`: passed to `jax.jit` (e.g. `out_shardings`).
+
+    Usable as `@hax.jit` or `@hax.jit(donate_argnums=0)`.
+    """
+    options = (
+        tuple(_as_tuple(static_argnames)),
+        tuple(_as_tuple(donate_argnums)),
+        tuple(_as_tuple(donate_argnames)),
+        jit_kwargs,
+    )
+    if fn is None:
+        return lambda f: JitFunction(f, *options)
+    return JitFunction(fn, *options)

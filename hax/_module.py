@@ -1,0 +1,143 @@
+"""Running modules: `apply_tree`, and binding a tree to a pure `(state, *args)` function."""
+
+from typing import Any
+
+from ._static import static_key
+from ._tree import named_nodes, structure_tree_map
+from ._types import GlobalConfig, StructureTree
+
+
+def apply_tree(
+    tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
+) -> tuple[StructureTree, Any]:
+    """Run a tree: `tree["apply"](tree, global_config, *args, **kwargs) -> (new_tree, out)`."""
+    return tree["apply"](tree, global_config, *args, **kwargs)
+
+
+def _state_slots(tree: StructureTree) -> list[tuple[tuple[str, ...], str, str, str]]:
+    """`(node path, kind, name, state key)` for every params/buffers entry of `tree`."""
+    slots = []
+    seen: set[str] = set()
+    for path, node in named_nodes(tree):
+        prefix = "".join(f"{name}/" for name in path)
+        for kind, entries in (("params", node["params"]), ("buffers", node["buffers"])):
+            for name in entries:
+                key = f"{prefix}{kind}/{name}"
+                if key in seen:
+                    raise ValueError(
+                        f"bind_module: two entries share the state key {key!r}; rename the "
+                        "param or buffer (names must not contain '/')"
+                    )
+                seen.add(key)
+                slots.append((path, kind, name, key))
+    return slots
+
+
+def tree_state(tree: StructureTree) -> dict[str, Any]:
+    """The params and buffers of `tree` as one flat dict keyed by leaf name, e.g.
+    `{"0/params/weight": ..., "1/buffers/rng": ...}`: a pytree of arrays."""
+    state = {}
+    for path, node in named_nodes(tree):
+        prefix = "".join(f"{name}/" for name in path)
+        for kind, entries in (("params", node["params"]), ("buffers", node["buffers"])):
+            for name, value in entries.items():
+                state[f"{prefix}{kind}/{name}"] = value
+    return state
+
+
+class BoundApply:
+    """A tree's apply with its static parts (`aux`, `apply`, structure) and global
+    config bound in: `apply(state, *args, **kwargs) -> (new_state, out)`.
+
+    `state` is the flat dict of params and buffers keyed by leaf name
+    (`"encoder/0/params/weight"`), so it is a pytree of arrays: pass this object
+    straight to `jax.jit`, `jax.grad` or `jax.vmap`. Two bound applies with equal
+    skeletons and configs compare equal, so one used as a static argument does not
+    retrace when rebuilt.
+    """
+
+    __slots__ = ("__weakref__", "_key", "_slots", "global_config", "skeleton")
+
+    def __init__(
+        self,
+        skeleton: StructureTree,
+        global_config: GlobalConfig,
+        slots: list[tuple[tuple[str, ...], str, str, str]],
+    ) -> None:
+        self.skeleton = skeleton
+        self.global_config = global_config
+        self._slots = slots
+        self._key: Any = None
+
+    def tree(self, state: dict[str, Any]) -> StructureTree:
+        """The structure tree holding `state`'s arrays."""
+        missing = [key for *_, key in self._slots if key not in state]
+        extra = sorted(set(state) - {key for *_, key in self._slots})
+        if missing or extra:
+            raise ValueError(
+                f"the state does not match the bound module: missing {missing}, unexpected "
+                f"{extra}. Pass the state that bind_module returned (or an update of it)."
+            )
+        by_node: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+        for path, kind, name, key in self._slots:
+            by_node.setdefault(path, {"params": {}, "buffers": {}})[kind][name] = state[key]
+
+        def build(node: StructureTree, path: tuple[str, ...]) -> StructureTree:
+            arrays = by_node.get(path, {"params": {}, "buffers": {}})
+            return {
+                "params": arrays["params"],
+                "buffers": arrays["buffers"],
+                "aux": node["aux"],
+                "apply": node["apply"],
+                "submodules": {n: build(c, (*path, n)) for n, c in node["submodules"].items()},
+            }
+
+        return build(self.skeleton, ())
+
+    def __call__(
+        self, state: dict[str, Any], /, *args: Any, **kwargs: Any
+    ) -> tuple[dict[str, Any], Any]:
+        new_tree, out = apply_tree(self.tree(state), self.global_config, *args, **kwargs)
+        return tree_state(new_tree), out
+
+    def bind_global_config(self, global_config: GlobalConfig) -> "BoundApply":
+        """The same bound apply with another global config, e.g. `{"train_mode": False}`."""
+        return BoundApply(self.skeleton, global_config, self._slots)
+
+    def _static(self) -> Any:
+        if self._key is None:
+            self._key = static_key((self.skeleton, self.global_config))
+        return self._key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BoundApply) and self._static() == other._static()
+
+    def __hash__(self) -> int:
+        return hash(self._static())
+
+    def __repr__(self) -> str:
+        return f"BoundApply(apply={self.skeleton['apply']!r}, global_config={self.global_config!r})"
+
+
+def bind_module(
+    tree: StructureTree, global_config: GlobalConfig
+) -> tuple[dict[str, Any], BoundApply]:
+    """Split a module into its state and a pure apply function.
+
+    **Returns:** `(state, apply)`: `state` is a flat dict of every param and buffer
+    keyed by leaf name (`"0/params/weight"`), and `apply(state, *args, **kwargs) ->
+    (new_state, out)` is a pure function of arrays.
+
+    **Example:**
+    ```python
+    state, apply = hax.bind_module(*hax.nn.Linear(4, 2, rng=0))
+    state, y = jax.jit(apply)(state, x)
+    ```
+    """
+    skeleton = structure_tree_map(lambda n, path: {**n, "params": {}, "buffers": {}}, tree)
+    return tree_state(tree), BoundApply(skeleton, global_config, _state_slots(tree))
+
+
+def unbind_module(state: dict[str, Any], apply: BoundApply) -> tuple[StructureTree, GlobalConfig]:
+    """The exact inverse of `bind_module`: `(tree, global_config)`."""
+    return apply.tree(state), apply.global_config

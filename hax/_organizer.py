@@ -1,0 +1,252 @@
+"""`StateOrganizer`: build and run structure trees the way PyTorch modules are written."""
+
+import functools
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+import jax
+import numpy as np
+
+from ._config import merge_configs
+from ._module import apply_tree
+from ._static import ARRAY_TYPES
+from ._tree import fill_tree
+from ._types import ApplyFn, GlobalConfig, Module, StructureTree
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_UNKNOWN_KIND = (
+    "StateOrganizer: cannot register {name!r}: a {kind} is neither a module `(tree, config)` "
+    "nor an array. Use `org.register_aux({name!r}, value)` for a static value (int, float, "
+    "str, bool, None, tuple), `org.register_buffer({name!r}, array)` for non-trained state, "
+    "or `org.register_param({name!r}, pytree)` for a pytree of trainable arrays."
+)
+
+
+def _as_module(value: Any) -> Module | None:
+    """`value` as a `(tree, config)` pair if it is a module or a bare tree, else None."""
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], dict)
+        and isinstance(value[1], dict)
+        and "apply" in value[0]
+    ):
+        return cast(StructureTree, value[0]), value[1]
+    if isinstance(value, dict) and "apply" in value:
+        return fill_tree(value), {}
+    return None
+
+
+class _ChildCall:
+    """`org.child`: calling it runs the child and stores its new state in the parent."""
+
+    __slots__ = ("_name", "_org")
+
+    def __init__(self, org: "StateOrganizer", name: str) -> None:
+        self._org = org
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        org = self._org
+        children = org._org_submodules
+        new_child, out = apply_tree(children[self._name], org.global_config, *args, **kwargs)
+        children[self._name] = new_child
+        return out
+
+    @property
+    def tree(self) -> StructureTree:
+        """The child's current tree."""
+        return self._org._org_submodules[self._name]
+
+
+class StateOrganizer:
+    """Build a structure tree by attribute assignment, or run one by attribute access.
+
+    **Building** (`StateOrganizer()`): `org.fc = Linear(...)` registers a submodule,
+    `org.scale = jnp.ones(3)` a param; `register_buffer`, `register_aux` and
+    `register_param` cover the rest; `create_module(apply)` returns `(tree, config)`.
+
+    **Running** (`StateOrganizer(tree, config)`, inside an apply): `org.fc(x)` runs
+    the child and threads its new state back, `org.scale` reads a param, assigning
+    an existing param or buffer updates it, and `get_state()` returns the new tree.
+
+    **Example:**
+    ```python
+    @hax.organized_apply
+    def mlp_apply(org, x):
+        return org.fc2(jax.nn.relu(org.fc1(x)))
+
+    @hax.organized_init(mlp_apply)
+    def MLP(org, din, dhidden, dout):
+        org.fc1 = hax.nn.Linear(din, dhidden)
+        org.fc2 = hax.nn.Linear(dhidden, dout)
+    ```
+    """
+
+    _org_params: dict[str, Any]
+    _org_buffers: dict[str, Any]
+    _org_aux: dict[str, Any]
+    _org_submodules: dict[str, StructureTree]
+    _org_configs: list[GlobalConfig]
+    _org_apply: ApplyFn | None
+    _org_building: bool
+
+    def __init__(
+        self, tree: StructureTree | None = None, global_config: GlobalConfig | None = None
+    ) -> None:
+        building = tree is None
+        node = fill_tree({}) if tree is None else tree
+        set_ = functools.partial(object.__setattr__, self)
+        set_("_org_building", building)
+        set_("_org_params", dict(node["params"]))
+        set_("_org_buffers", dict(node["buffers"]))
+        set_("_org_aux", dict(node["aux"]))
+        set_("_org_submodules", dict(node["submodules"]))
+        set_("_org_apply", None if building else node["apply"])
+        set_("_org_configs", [] if global_config is None else [global_config])
+
+    @property
+    def global_config(self) -> GlobalConfig:
+        """The global config: the one being run with, or the merged configs so far."""
+        return merge_configs(*self._org_configs)
+
+    def _check_new(self, name: str) -> None:
+        if not self._org_building:
+            raise AttributeError(
+                f"StateOrganizer: cannot add {name!r} inside an apply: apply never changes "
+                "a tree's structure. Register it in the constructor, or use hax.surgery."
+            )
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(
+                f"StateOrganizer: invalid name {name!r}: use a non-empty str without '/'"
+            )
+        if hasattr(StateOrganizer, name):
+            raise AttributeError(
+                f"StateOrganizer: {name!r} is a StateOrganizer method; choose another name"
+            )
+        for kind, table in self._tables():
+            if name in table:
+                raise AttributeError(
+                    f"StateOrganizer: {name!r} is already registered as a {kind}; "
+                    "each name can be assigned once"
+                )
+
+    def _tables(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            ("param", self._org_params),
+            ("buffer", self._org_buffers),
+            ("aux value", self._org_aux),
+            ("submodule", self._org_submodules),
+        ]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        module = _as_module(value)
+        if not self._org_building and module is None:
+            for table in (self._org_params, self._org_buffers):
+                if name in table:
+                    table[name] = value
+                    return
+        self._check_new(name)
+        if module is not None:
+            self._org_submodules[name] = module[0]
+            self._org_configs.append(module[1])
+        elif isinstance(value, ARRAY_TYPES):
+            self._org_params[name] = jax.numpy.asarray(value)
+        else:
+            raise TypeError(_UNKNOWN_KIND.format(name=name, kind=type(value).__name__))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_org_"):
+            raise AttributeError(name)
+        if name in self._org_submodules:
+            return _ChildCall(self, name)
+        for table in (self._org_params, self._org_buffers, self._org_aux):
+            if name in table:
+                return table[name]
+        known = sorted(n for _, table in self._tables() for n in table)
+        raise AttributeError(f"StateOrganizer has no {name!r}; registered names: {known}")
+
+    def register_param(self, name: str, value: Any) -> None:
+        """Register a trainable param: an array or a pytree of arrays."""
+        self._check_new(name)
+        self._org_params[name] = jax.tree_util.tree_map(jax.numpy.asarray, value)
+
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Register non-trained state (running statistics, an RNG key, a counter)."""
+        self._check_new(name)
+        self._org_buffers[name] = jax.tree_util.tree_map(
+            lambda x: jax.numpy.asarray(x) if isinstance(x, np.ndarray | np.generic) else x, value
+        )
+
+    def register_aux(self, name: str, value: Any) -> None:
+        """Register a static config value of this node (int, float, str, bool, None, tuple)."""
+        self._check_new(name)
+        self._org_aux[name] = value
+
+    def get_state(self) -> StructureTree:
+        """The node as a structure tree, with every update made so far."""
+        if self._org_apply is None:
+            raise TypeError(
+                "StateOrganizer.get_state is for apply; in a constructor use create_module(apply)"
+            )
+        return self._node(self._org_apply)
+
+    def _node(self, apply: ApplyFn) -> StructureTree:
+        return {
+            "params": dict(self._org_params),
+            "buffers": dict(self._org_buffers),
+            "aux": dict(self._org_aux),
+            "apply": apply,
+            "submodules": dict(self._org_submodules),
+        }
+
+    def create_module(self, apply: ApplyFn, global_config: GlobalConfig | None = None) -> Module:
+        """Finish building: `(tree, config)`, the config merged from every submodule's
+        config and `global_config`. `apply` should be defined at module level (a new
+        closure per build is a new static value under `jit` and forces a retrace).
+        """
+        if not self._org_building:
+            raise TypeError(
+                "StateOrganizer.create_module is for constructors; in apply use get_state()"
+            )
+        if not callable(apply):
+            raise TypeError(f"create_module: apply must be callable, found {type(apply).__name__}")
+        configs = [*self._org_configs, *([global_config] if global_config else [])]
+        return self._node(apply), merge_configs(*configs)
+
+
+def organized_apply(fn: Callable[Concatenate[StateOrganizer, P], R]) -> ApplyFn:
+    """Turn `fn(org, *args, **kwargs) -> out` into `apply(tree, config, *args, **kwargs)
+    -> (new_tree, out)`, threading the state of every child `org` ran.
+    """
+
+    @functools.wraps(fn)
+    def apply(
+        tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
+    ) -> tuple[StructureTree, R]:
+        org = StateOrganizer(tree, global_config)
+        out = fn(org, *args, **kwargs)
+        return org.get_state(), out
+
+    return apply
+
+
+def organized_init(
+    apply: ApplyFn, global_config: GlobalConfig | None = None
+) -> Callable[[Callable[Concatenate[StateOrganizer, P], None]], Callable[P, Module]]:
+    """Turn `init(org, *args, **kwargs)` into a constructor `(*args, **kwargs) -> (tree,
+    config)` whose tree runs with `apply`. See `StateOrganizer` for an example.
+    """
+
+    def decorate(init: Callable[Concatenate[StateOrganizer, P], None]) -> Callable[P, Module]:
+        @functools.wraps(init)
+        def construct(*args: P.args, **kwargs: P.kwargs) -> Module:
+            org = StateOrganizer()
+            init(org, *args, **kwargs)
+            return org.create_module(apply, global_config)
+
+        return construct
+
+    return decorate

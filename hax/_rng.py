@@ -1,0 +1,63 @@
+"""Random keys for constructors: explicit `rng=` arguments, or `hax.rng_context`.
+
+Only constructors read the context; apply functions never do (their randomness
+lives in `buffers`), so jitted code stays pure.
+"""
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
+import jax
+
+_CONTEXT: contextvars.ContextVar[list[jax.Array] | None] = contextvars.ContextVar(
+    "hax_rng_context", default=None
+)
+
+
+def as_key(key: jax.Array | int) -> jax.Array:
+    """A typed PRNG key from an int seed, a typed key or a legacy `uint32[2]` key."""
+    if isinstance(key, int):
+        return jax.random.key(key)
+    if jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    wrapped: jax.Array = jax.random.wrap_key_data(key)
+    return wrapped
+
+
+@contextlib.contextmanager
+def rng_context(key: jax.Array | int) -> Iterator[None]:
+    """Supply keys to every constructor called without `rng=` inside the block.
+
+    Each constructor gets a fresh key split from `key`, so
+    `Sequential(*[Linear(8, 8) for _ in range(4)])` gets four independent layers.
+
+    **Example:**
+    ```python
+    with hax.rng_context(0):
+        model = hax.nn.Sequential(hax.nn.Linear(8, 8), hax.nn.Linear(8, 2))
+    ```
+    """
+    token = _CONTEXT.set([as_key(key)])
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def next_rng_key(who: str = "this constructor") -> jax.Array:
+    """Split a fresh key off the innermost `rng_context`."""
+    holder = _CONTEXT.get()
+    if holder is None:
+        raise ValueError(
+            f"{who} needs a random key: pass `rng=jax.random.key(0)`, or build the "
+            "model inside `with hax.rng_context(0): ...`"
+        )
+    holder[0], key = jax.random.split(holder[0])
+    fresh: jax.Array = key
+    return fresh
+
+
+def resolve_rng(rng: jax.Array | int | None, who: str) -> jax.Array:
+    """`rng` as a typed key if given, else the next key of the current `rng_context`."""
+    return next_rng_key(who) if rng is None else as_key(rng)

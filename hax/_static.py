@@ -1,0 +1,86 @@
+"""Splitting pytrees into arrays (traced) and everything else (static, hashed by value).
+
+This runs on every `hax.jit` call, so it is written for speed: one C++ flatten,
+then array/static masks looked up by the tuple of leaf types.
+"""
+
+import itertools
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+ARRAY_TYPES = (jax.Array, np.ndarray, np.generic)
+
+# Masks by tuple of leaf types; bounded so that pathological use cannot leak memory.
+_MASKS: dict[tuple[type, ...], tuple[tuple[bool, ...], tuple[bool, ...]]] = {}
+_MAX_MASKS = 4096
+
+
+def _masks(types: tuple[type, ...], leaves: list[Any]) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    masks = _MASKS.get(types)
+    if masks is None:
+        # isinstance, not issubclass: tracers are jax.Arrays only by instance check.
+        is_array = tuple(isinstance(x, ARRAY_TYPES) for x in leaves)
+        masks = is_array, tuple(map(operator.not_, is_array))
+        if len(_MASKS) >= _MAX_MASKS:
+            _MASKS.clear()
+        _MASKS[types] = masks
+    return masks
+
+
+def partition(obj: Any) -> tuple[list[Any], Any]:
+    """Split `obj` into its array leaves and a hashable key for everything else.
+
+    The key holds the pytree structure, each leaf's type (so `1`, `1.0` and `True`
+    differ) and every non-array leaf; `combine` inverts the split.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(obj)
+    types = tuple(map(type, leaves))
+    is_array, is_static = _masks(types, leaves)
+    return list(itertools.compress(leaves, is_array)), (
+        treedef,
+        types,
+        tuple(itertools.compress(leaves, is_static)),
+    )
+
+
+def combine(arrays: Any, key: Any) -> Any:
+    """Rebuild the object that `partition` split into `arrays` and `key`."""
+    treedef, types, statics = key
+    if not statics:
+        return treedef.unflatten(arrays)
+    if not arrays:
+        return treedef.unflatten(statics)
+    array_it, static_it = iter(arrays), iter(statics)
+    return treedef.unflatten([next(array_it) if a else next(static_it) for a in _MASKS[types][0]])
+
+
+def rebuilder(key: Any) -> Callable[[list[Any]], Any]:
+    """A fast `combine(arrays, key)` for a fixed `key`, for results rebuilt at every call."""
+    treedef, types, statics = key
+    is_array = _MASKS[types][0]
+    n = sum(is_array)
+    order = [0] * len(types)
+    next_array, next_static = 0, n
+    for i, a in enumerate(is_array):
+        if a:
+            order[i], next_array = next_array, next_array + 1
+        else:
+            order[i], next_static = next_static, next_static + 1
+    if not order:
+        return lambda arrays: treedef.unflatten(())
+    pick = operator.itemgetter(*order)
+    if len(order) == 1:
+        return lambda arrays: treedef.unflatten((pick([*arrays, *statics]),))
+    return lambda arrays: treedef.unflatten(pick([*arrays, *statics]))
+
+
+def static_key(obj: Any) -> Any:
+    """A hashable key for an array-free object made of dicts, lists, tuples and leaves."""
+    arrays, key = partition(obj)
+    if arrays:
+        raise TypeError("static_key: the object contains arrays; only static values can be keys")
+    return key

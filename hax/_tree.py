@@ -1,0 +1,324 @@
+"""Functions over structure trees: defaults, mapping, splitting, merging, paths, leaves.
+
+Every function here is functional: inputs are never mutated, outputs share unchanged
+arrays (and unchanged subtrees, where documented) with their inputs.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeGuard, cast
+
+import jax
+import numpy as np
+
+from ._path import as_path, describe_path
+from ._types import KINDS, GlobalConfig, Path, StructureTree
+
+_DICT_KINDS = ("params", "buffers", "aux")
+_LEAF_KINDS = ("params", "buffers", "aux", "apply")
+
+
+def missing_apply(
+    tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
+) -> Any:
+    """The `apply` of a node made by `empty_tree()`/`fill_tree()` without one: always raises."""
+    raise TypeError(
+        "this node has no apply function. Set one with `tree['apply'] = my_apply` "
+        "(a module-level function `my_apply(tree, global_config, *args) -> (tree, out)`)."
+    )
+
+
+def empty_tree(apply: Any = missing_apply) -> StructureTree:
+    """A node with no params, buffers, aux or submodules.
+
+    **Arguments:**
+    - `apply`: the node's apply function; by default one that raises when called.
+    """
+    return {"params": {}, "buffers": {}, "aux": {}, "apply": apply, "submodules": {}}
+
+
+def _to_jax(x: Any) -> Any:
+    return jax.numpy.asarray(x) if isinstance(x, np.ndarray | np.generic) else x
+
+
+def fill_tree(tree: Mapping[str, Any]) -> StructureTree:
+    """Add the missing keys of every node (empty dicts, `missing_apply`).
+
+    NumPy arrays in `params` and `buffers` become JAX arrays. The input is not
+    mutated. An unknown key raises `ValueError` naming the node.
+    """
+
+    def fill(node: Mapping[str, Any], path: tuple[str, ...]) -> StructureTree:
+        if not isinstance(node, Mapping):
+            raise TypeError(
+                f"{describe_path(path)}: expected a structure tree (a dict), "
+                f"found {type(node).__name__}"
+            )
+        unknown = sorted(set(node) - set(KINDS))
+        if unknown:
+            raise ValueError(
+                f"{describe_path(path)}: unknown keys {unknown}; a node has only the keys "
+                f"{list(KINDS)}"
+            )
+        filled = empty_tree(node.get("apply", missing_apply))
+        for kind in ("params", "buffers"):
+            filled[kind] = jax.tree_util.tree_map(_to_jax, dict(node.get(kind, {})))
+        filled["aux"] = dict(node.get("aux", {}))
+        filled["submodules"] = {
+            name: fill(child, (*path, name)) for name, child in node.get("submodules", {}).items()
+        }
+        return filled
+
+    return fill(tree, ())
+
+
+def is_structure_tree(x: Any) -> TypeGuard[StructureTree]:
+    """Whether `x` has the shape of a structure tree: a dict with exactly the five keys
+    at every node, dict-valued kinds and a callable `apply`.
+
+    This is a cheap structural check; `hax.validate` checks everything.
+    """
+    stack = [x]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or node.keys() != set(KINDS):
+            return False
+        if not all(isinstance(node[k], dict) for k in (*_DICT_KINDS, "submodules")):
+            return False
+        if not callable(node["apply"]):
+            return False
+        stack.extend(node["submodules"].values())
+    return True
+
+
+def _union_names(nodes: Iterable[Mapping[str, Any] | None]) -> list[str]:
+    names: dict[str, None] = {}
+    for node in nodes:
+        if node is not None:
+            names.update(dict.fromkeys(node.get("submodules", {})))
+    return list(names)
+
+
+def structure_tree_map(
+    fn: Callable[..., Any], tree: Mapping[str, Any], *rest: Mapping[str, Any]
+) -> Any:
+    """Map `fn` over the nodes of one or more trees and rebuild the tree(s).
+
+    `fn(*nodes, path=path)` receives, for each tree, the node at `path` without its
+    `submodules` key (or `None` where that tree has no node at `path`), and returns
+    one node, or a tuple of nodes to build several trees at once. The result has
+    the union of the input trees' paths; each returned node gets the mapped children
+    as its `submodules`.
+
+    **Example:**
+    ```python
+    zeros = hax.structure_tree_map(
+        lambda n, path: {**n, "params": jax.tree.map(jnp.zeros_like, n["params"])}, tree
+    )
+    ```
+    """
+    return _map_node(fn, (tree, *rest), ())
+
+
+def _map_node(
+    fn: Callable[..., Any], nodes: Sequence[Mapping[str, Any] | None], path: tuple[str, ...]
+) -> Any:
+    leaf_nodes = [
+        None if n is None else {k: v for k, v in n.items() if k != "submodules"} for n in nodes
+    ]
+    result = fn(*leaf_nodes, path=path)
+    children = {
+        name: _map_node(
+            fn,
+            [None if n is None else n.get("submodules", {}).get(name) for n in nodes],
+            (*path, name),
+        )
+        for name in _union_names(nodes)
+    }
+    if isinstance(result, tuple):
+        for name, child in children.items():
+            if not isinstance(child, tuple) or len(child) != len(result):
+                raise ValueError(
+                    f"structure_tree_map: fn returned a tuple of {len(result)} nodes at "
+                    f"{describe_path(path)} but not at {describe_path((*path, name))}; "
+                    "return the same number of nodes everywhere"
+                )
+        return tuple(
+            {**_check_node(r, path), "submodules": {name: c[i] for name, c in children.items()}}
+            for i, r in enumerate(result)
+        )
+    return {**_check_node(result, path), "submodules": children}
+
+
+def _check_node(node: Any, path: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        raise TypeError(
+            f"structure_tree_map: fn must return a node (a dict) or a tuple of nodes, "
+            f"found {type(node).__name__} at {describe_path(path)}"
+        )
+    return node
+
+
+def _check_kinds(keys: Iterable[str], what: str) -> tuple[str, ...]:
+    keys = tuple(keys)
+    bad = [k for k in keys if k not in _LEAF_KINDS]
+    if bad:
+        raise ValueError(
+            f"{what}: unknown kinds {bad}; choose from {list(_LEAF_KINDS)} "
+            "('submodules' is always kept, it carries the structure)"
+        )
+    return keys
+
+
+def filter_keys(tree: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """A partial tree keeping only the kinds `keys` at every node (plus `submodules`).
+
+    **Example:** `hax.filter_keys(tree, "params")` is the trainable part of a model, a
+    pytree of arrays that `jax.grad` can differentiate.
+    """
+    kinds = _check_kinds(keys, "filter_keys")
+    return cast(
+        dict[str, Any],
+        structure_tree_map(lambda n, path: {k: n[k] for k in kinds if k in n}, tree),
+    )
+
+
+def split_tree(
+    tree: Mapping[str, Any], key_sets: Sequence[str | Sequence[str]]
+) -> tuple[dict[str, Any], ...]:
+    """Split a tree into partial trees, one per entry of `key_sets`, plus one final
+    part with every kind no entry named. `merge_trees(*parts)` gives the tree back.
+
+    **Example:**
+    ```python
+    params, rest = hax.split_tree(tree, ["params"])
+    params, buffers, rest = hax.split_tree(tree, ["params", "buffers"])
+    ```
+    """
+    sets = [_check_kinds((ks,) if isinstance(ks, str) else ks, "split_tree") for ks in key_sets]
+    seen: set[str] = set()
+    for ks in sets:
+        overlap = seen.intersection(ks)
+        if overlap:
+            raise ValueError(f"split_tree: kinds {sorted(overlap)} appear in more than one key set")
+        seen.update(ks)
+    rest = tuple(k for k in _LEAF_KINDS if k not in seen)
+    parts = (*sets, rest)
+    return cast(
+        tuple[dict[str, Any], ...],
+        structure_tree_map(
+            lambda n, path: tuple({k: n[k] for k in ks if k in n} for ks in parts), tree
+        ),
+    )
+
+
+def merge_trees(*trees: Mapping[str, Any]) -> StructureTree:
+    """Merge partial trees (e.g. from `split_tree` or `filter_keys`) back into one.
+
+    Nodes are matched by path; `params`/`buffers`/`aux` dicts are merged key by key.
+    The same key in two parts (or two different `apply` functions for one node)
+    raises `ValueError` naming the path. The result is typed as a full tree; when
+    the parts do not cover all five kinds it is partial (complete it with `fill_tree`).
+    """
+    if not trees:
+        raise TypeError("merge_trees needs at least one tree")
+    return cast(StructureTree, _merge(trees, ()))
+
+
+def _merge(nodes: Sequence[Mapping[str, Any]], path: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for node in nodes:
+        for kind, value in node.items():
+            if kind == "submodules":
+                continue
+            if kind not in out:
+                out[kind] = dict(value) if kind in _DICT_KINDS else value
+            elif kind in _DICT_KINDS:
+                clash = [k for k in value if k in out[kind] and out[kind][k] is not value[k]]
+                if clash:
+                    raise ValueError(
+                        f"merge_trees: {describe_path(path)}: {kind} {clash} appear in more "
+                        "than one tree; each leaf must come from exactly one part"
+                    )
+                out[kind].update(value)
+            elif out[kind] is not value:
+                raise ValueError(
+                    f"merge_trees: {describe_path(path)}: two different {kind!r} values "
+                    f"({out[kind]!r} and {value!r}); each kind must come from one part"
+                )
+    names = _union_names(nodes)
+    out["submodules"] = {
+        name: _merge(
+            [n["submodules"][name] for n in nodes if name in n.get("submodules", {})],
+            (*path, name),
+        )
+        for name in names
+    }
+    return out
+
+
+def get_subtree(tree: StructureTree, path: Path) -> StructureTree:
+    """The node at `path` (a tuple of names or `"a/b/c"`); the root for `()` or `""`."""
+    node = tree
+    names = as_path(path)
+    for i, name in enumerate(names):
+        children = node["submodules"]
+        if name not in children:
+            raise KeyError(
+                f"no submodule {name!r} at {describe_path(names[:i])}; "
+                f"it has {sorted(children) or 'no submodules'}"
+            )
+        node = children[name]
+    return node
+
+
+def set_subtree(tree: StructureTree, path: Path, subtree: StructureTree) -> StructureTree:
+    """A copy of `tree` with the node at `path` replaced by (or set to) `subtree`.
+
+    Only the nodes along `path` are copied; everything else is shared. The parent of
+    `path` must exist; the last name may be new, which adds a submodule.
+    """
+    names = as_path(path)
+    if not names:
+        return subtree
+    parent = get_subtree(tree, names[:-1])
+    new_parent: StructureTree = {
+        **parent,
+        "submodules": {**parent["submodules"], names[-1]: subtree},
+    }
+    return set_subtree(tree, names[:-1], new_parent)
+
+
+def named_nodes(tree: StructureTree) -> list[tuple[tuple[str, ...], StructureTree]]:
+    """Every node with its path, parents before children (like PyTorch's `named_modules`)."""
+    out: list[tuple[tuple[str, ...], StructureTree]] = []
+    stack: list[tuple[tuple[str, ...], StructureTree]] = [((), tree)]
+    while stack:
+        path, node = stack.pop()
+        out.append((path, node))
+        stack.extend(((*path, name), child) for name, child in reversed(node["submodules"].items()))
+    return out
+
+
+def _key_str(key: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def named_leaves(
+    tree: StructureTree, kinds: Sequence[str] = ("params", "buffers")
+) -> list[tuple[str, Any]]:
+    """Every array leaf with its full path, e.g. `("encoder/0/params/weight", array)`.
+
+    Nodes come parents first; within a node, `kinds` in the order given and keys in
+    pytree order. Nested pytrees inside a param add their keys: `"params/w/0"`.
+    """
+    out: list[tuple[str, Any]] = []
+    for path, node in named_nodes(tree):
+        prefix = "".join(f"{name}/" for name in path)
+        for kind in kinds:
+            leaves, _ = jax.tree_util.tree_flatten_with_path(node[kind])  # type: ignore[literal-required]  # kind is checked by the caller
+            for key_path, leaf in leaves:
+                out.append((prefix + kind + "/" + "/".join(_key_str(k) for k in key_path), leaf))
+    return out

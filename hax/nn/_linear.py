@@ -1,0 +1,56 @@
+"""`Linear`: `y = x @ weight.T + bias`, PyTorch's layout and initialisation."""
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .._rng import resolve_rng
+from .._types import GlobalConfig, Module, StructureTree
+
+
+def linear_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+) -> tuple[StructureTree, jax.Array]:
+    """`x @ weight.T + bias` over the last axis of `x`."""
+    params = tree["params"]
+    y = x @ params["weight"].T
+    if "bias" in params:
+        y = y + params["bias"]
+    return tree, y
+
+
+def Linear(
+    in_features: int,
+    out_features: int,
+    bias: bool = True,
+    *,
+    rng: jax.Array | int | None = None,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """A fully connected layer, as `torch.nn.Linear`.
+
+    Params: `weight` of shape `(out_features, in_features)` and `bias` of shape
+    `(out_features,)`, both drawn from `U(-1/sqrt(in_features), 1/sqrt(in_features))`
+    like PyTorch's default initialisation.
+
+    **Arguments:**
+    - `in_features`, `out_features`: input and output sizes.
+    - `bias`: whether to add a learned bias.
+    - `rng`: a PRNG key (or int seed); defaults to the next key of `hax.rng_context`.
+    - `dtype`: the params' dtype.
+    """
+    wkey, bkey = jax.random.split(resolve_rng(rng, "Linear"))
+    bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+    params = {"weight": jax.random.uniform(wkey, (out_features, in_features), dtype, -bound, bound)}
+    if bias:
+        params["bias"] = jax.random.uniform(bkey, (out_features,), dtype, -bound, bound)
+    tree: StructureTree = {
+        "params": params,
+        "buffers": {},
+        "aux": {"in_features": in_features, "out_features": out_features, "bias": bias},
+        "apply": linear_apply,
+        "submodules": {},
+    }
+    return tree, {}

@@ -1,0 +1,47 @@
+"""`Sequential`: run submodules `"0"`, `"1"`, ... one after another."""
+
+from typing import Any
+
+from .._config import merge_configs
+from .._module import apply_tree
+from .._tree import fill_tree
+from .._types import GlobalConfig, Module, StructureTree
+
+
+def sequential_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Any
+) -> tuple[StructureTree, Any]:
+    """Feed `x` through the submodules in order; each one's output is the next's input."""
+    children = dict(tree["submodules"])
+    for name in children:
+        children[name], x = apply_tree(children[name], global_config, x)
+    return {**tree, "submodules": children}, x
+
+
+def Sequential(*modules: Module | StructureTree) -> Module:
+    """A chain of modules, as `torch.nn.Sequential`; children are named `"0"`, `"1"`, ...
+
+    Accepts modules `(tree, config)` or bare trees; the configs are merged.
+    """
+    trees: dict[str, StructureTree] = {}
+    configs: list[GlobalConfig] = []
+    for i, module in enumerate(modules):
+        if isinstance(module, tuple):
+            tree, config = module
+        elif isinstance(module, dict):
+            tree, config = fill_tree(module), {}
+        else:
+            raise TypeError(
+                f"Sequential: argument {i} is a {type(module).__name__}; expected a module "
+                "`(tree, config)` such as `hax.nn.Linear(4, 4)`, or a structure tree"
+            )
+        trees[str(i)] = tree
+        configs.append(config)
+    root: StructureTree = {
+        "params": {},
+        "buffers": {},
+        "aux": {},
+        "apply": sequential_apply,
+        "submodules": trees,
+    }
+    return root, merge_configs(*configs)
