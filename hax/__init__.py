@@ -1,7 +1,10 @@
 """HAX: typed, schema-validated neural networks on JAX. Models are plain dicts."""
 
 from . import nn as nn
+from . import schema as schema
 from ._config import merge_configs as merge_configs
+from ._debug import debug as debug
+from ._debug import debug_enabled as debug_enabled
 from ._jit import JitFunction as JitFunction
 from ._jit import jit as jit
 from ._module import (
@@ -86,5 +89,7 @@ from ._types import (
 from ._types import (
     StructureTree as StructureTree,
 )
+from ._validate import validate as validate
+from .schema import ValidationError as ValidationError
 
 __version__ = "0.1.0"

@@ -2,11 +2,13 @@
 
 from typing import Any
 
+from ._static import static_key
 from ._types import GlobalConfig
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and bool(a == b)
+    """Equal values of equal types, all the way down (`1`, `1.0` and `True` differ)."""
+    return bool(static_key(a) == static_key(b))
 
 
 def merge_configs(*configs: GlobalConfig) -> GlobalConfig:

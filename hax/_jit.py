@@ -7,6 +7,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import jax
 
+from ._debug import STATE as DEBUG
 from ._static import combine, partition, rebuilder
 
 P = ParamSpec("P")
@@ -36,7 +37,11 @@ class _Hashed:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Hashed) and bool(self.value == other.value)
+        return (
+            isinstance(other, _Hashed)
+            and type(self.value) is type(other.value)
+            and bool(self.value == other.value)
+        )
 
     def __hash__(self) -> int:
         return hash(self.value)
@@ -87,14 +92,15 @@ class JitFunction(Generic[P, R]):
         self._jit_kwargs = jit_kwargs
         # One `jax.jit` per static key: looking the key up here is cheaper than
         # passing it as a static argument, which jax hashes and compares in full.
-        self._compiled: dict[Any, Any] = {}
+        # Separate caches with debug mode off and on: checks run at trace time.
+        self._caches: tuple[dict[Any, Any], dict[Any, Any]] = ({}, {})
 
     def _compile(self, key: Any) -> Any:
         def traced(*arrays: Any) -> tuple[list[Any], _Static]:
             out_arrays, out_key = partition(self._run(key, arrays))
             return out_arrays, _Static(rebuilder(out_key))
 
-        compiled = self._compiled[key] = jax.jit(
+        compiled = self._caches[DEBUG.enabled][key] = jax.jit(
             traced, donate_argnums=self._donate, **self._jit_kwargs
         )
         return compiled
@@ -118,6 +124,9 @@ class JitFunction(Generic[P, R]):
         if not self._by_name:
             arrays, key = partition((args, kwargs))
             return key, arrays
+        return self._split_by_name(args, kwargs)
+
+    def _split_by_name(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
         bound = self._signature.bind(*args, **kwargs)
         donated = {n: v for n, v in bound.arguments.items() if n in self._donated}
         kept = {
@@ -129,8 +138,14 @@ class JitFunction(Generic[P, R]):
         return (d_key, k_key), (d_arrays, k_arrays)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key, arrays = self._split(args, kwargs)
-        compiled = self._compiled.get(key) or self._compile(key)
+        # The hot path: one flatten, one dict lookup, the compiled call, one unflatten.
+        if self._by_name:
+            key, arrays = self._split_by_name(args, kwargs)
+        else:
+            arrays, key = partition((args, kwargs))
+        compiled = self._caches[DEBUG.enabled].get(key)
+        if compiled is None:
+            compiled = self._compile(key)
         out_arrays, out_static = compiled(*arrays)
         out: R = out_static.value(out_arrays)
         return out
@@ -138,7 +153,7 @@ class JitFunction(Generic[P, R]):
     def lower(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Lower for the given arguments, as `jax.jit(...).lower` (e.g. for cost analysis)."""
         key, arrays = self._split(args, kwargs)
-        return (self._compiled.get(key) or self._compile(key)).lower(*arrays)
+        return (self._caches[DEBUG.enabled].get(key) or self._compile(key)).lower(*arrays)
 
 
 @overload
@@ -187,6 +202,11 @@ def jit(
 
     Usable as `@hax.jit` or `@hax.jit(donate_argnums=0)`.
     """
+    if "static_argnums" in jit_kwargs:
+        raise TypeError(
+            "hax.jit has no static_argnums: every non-array value is already static. Use "
+            "static_argnames to make a whole argument static (it must then be hashable)."
+        )
     options = (
         tuple(_as_tuple(static_argnames)),
         tuple(_as_tuple(donate_argnums)),

@@ -1,17 +1,39 @@
 """Running modules: `apply_tree`, and binding a tree to a pure `(state, *args)` function."""
 
-from typing import Any
+from typing import Any, cast
 
+from ._debug import STATE as DEBUG
+from ._debug import checked_apply
 from ._static import static_key
-from ._tree import named_nodes, structure_tree_map
-from ._types import GlobalConfig, StructureTree
+from ._tree import fill_tree, named_nodes, structure_tree_map
+from ._types import GlobalConfig, Module, StructureTree
 
 
 def apply_tree(
     tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
 ) -> tuple[StructureTree, Any]:
-    """Run a tree: `tree["apply"](tree, global_config, *args, **kwargs) -> (new_tree, out)`."""
+    """Run a tree: `tree["apply"](tree, global_config, *args, **kwargs) -> (new_tree, out)`.
+
+    In debug mode (`hax.debug()`), the call is checked; see `hax.debug`.
+    """
+    if DEBUG.enabled:
+        return checked_apply(tree, global_config, args, kwargs)
     return tree["apply"](tree, global_config, *args, **kwargs)
+
+
+def as_module(value: Any) -> Module | None:
+    """`value` as a `(tree, config)` pair if it is a module or a bare tree, else None."""
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], dict)
+        and isinstance(value[1], dict)
+        and "apply" in value[0]
+    ):
+        return cast(StructureTree, value[0]), value[1]
+    if isinstance(value, dict) and "apply" in value:
+        return fill_tree(value), {}
+    return None
 
 
 def _state_slots(tree: StructureTree) -> list[tuple[tuple[str, ...], str, str, str]]:
@@ -106,7 +128,7 @@ class BoundApply:
 
     def _static(self) -> Any:
         if self._key is None:
-            self._key = static_key((self.skeleton, self.global_config))
+            self._key = static_key((self.skeleton, self.global_config, tuple(self._slots)))
         return self._key
 
     def __eq__(self, other: object) -> bool:

@@ -2,16 +2,17 @@
 
 import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import jax
 import numpy as np
 
 from ._config import merge_configs
-from ._module import apply_tree
+from ._module import apply_tree, as_module
 from ._static import ARRAY_TYPES
 from ._tree import fill_tree
 from ._types import ApplyFn, GlobalConfig, Module, StructureTree
+from ._validate import validate
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -22,21 +23,6 @@ _UNKNOWN_KIND = (
     "str, bool, None, tuple), `org.register_buffer({name!r}, array)` for non-trained state, "
     "or `org.register_param({name!r}, pytree)` for a pytree of trainable arrays."
 )
-
-
-def _as_module(value: Any) -> Module | None:
-    """`value` as a `(tree, config)` pair if it is a module or a bare tree, else None."""
-    if (
-        isinstance(value, tuple)
-        and len(value) == 2
-        and isinstance(value[0], dict)
-        and isinstance(value[1], dict)
-        and "apply" in value[0]
-    ):
-        return cast(StructureTree, value[0]), value[1]
-    if isinstance(value, dict) and "apply" in value:
-        return fill_tree(value), {}
-    return None
 
 
 class _ChildCall:
@@ -142,7 +128,7 @@ class StateOrganizer:
         ]
 
     def __setattr__(self, name: str, value: Any) -> None:
-        module = _as_module(value)
+        module = as_module(value)
         if not self._org_building and module is None:
             for table in (self._org_params, self._org_buffers):
                 if name in table:
@@ -214,7 +200,8 @@ class StateOrganizer:
         if not callable(apply):
             raise TypeError(f"create_module: apply must be callable, found {type(apply).__name__}")
         configs = [*self._org_configs, *([global_config] if global_config else [])]
-        return self._node(apply), merge_configs(*configs)
+        config = merge_configs(*configs)
+        return validate(self._node(apply), config), config
 
 
 def organized_apply(fn: Callable[Concatenate[StateOrganizer, P], R]) -> ApplyFn:

@@ -146,6 +146,12 @@ def _map_node(
             {**_check_node(r, path), "submodules": {name: c[i] for name, c in children.items()}}
             for i, r in enumerate(result)
         )
+    for name, child in children.items():
+        if isinstance(child, tuple):
+            raise ValueError(
+                f"structure_tree_map: fn returned one node at {describe_path(path)} but a tuple "
+                f"at {describe_path((*path, name))}; return the same number of nodes everywhere"
+            )
     return {**_check_node(result, path), "submodules": children}
 
 

@@ -2,9 +2,13 @@
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Key
+from typing_extensions import TypedDict
 
 from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
+from .._validate import validate
+from ..schema import layer_spec, register_spec
 
 
 def read_train_mode(global_config: GlobalConfig, who: str) -> bool:
@@ -53,4 +57,15 @@ def Dropout(p: float = 0.5, *, rng: jax.Array | int | None = None) -> Module:
         "apply": dropout_apply,
         "submodules": {},
     }
-    return tree, {"train_mode": True}
+    config = {"train_mode": True}
+    return validate(tree, config), config
+
+
+class DropoutBuffers(TypedDict):
+    rng: Key[Array, ""]
+
+
+register_spec(
+    dropout_apply,
+    layer_spec("Dropout", buffers=DropoutBuffers, aux={"p": float}, config={"train_mode": bool}),
+)

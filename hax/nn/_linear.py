@@ -1,18 +1,27 @@
 """`Linear`: `y = x @ weight.T + bias`, PyTorch's layout and initialisation."""
 
 import math
-from typing import Any
+from typing import Any, NotRequired
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
+from typing_extensions import TypedDict
 
 from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
+from .._validate import validate
+from ..schema import layer_spec, register_spec
+
+
+class LinearParams(TypedDict):
+    weight: Float[Array, "out_features in_features"]
+    bias: NotRequired[Float[Array, " out_features"]]  # leading space: not a name for linters
 
 
 def linear_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch in_features"]
+) -> tuple[StructureTree, Float[Array, "*batch out_features"]]:
     """`x @ weight.T + bias` over the last axis of `x`."""
     params = tree["params"]
     y = x @ params["weight"].T
@@ -53,4 +62,14 @@ def Linear(
         "apply": linear_apply,
         "submodules": {},
     }
-    return tree, {}
+    return validate(tree), {}
+
+
+register_spec(
+    linear_apply,
+    layer_spec(
+        "Linear",
+        params=LinearParams,
+        aux={"in_features": int, "out_features": int, "bias": bool},
+    ),
+)

@@ -3,9 +3,10 @@
 from typing import Any
 
 from .._config import merge_configs
-from .._module import apply_tree
-from .._tree import fill_tree
+from .._module import apply_tree, as_module
 from .._types import GlobalConfig, Module, StructureTree
+from .._validate import validate
+from ..schema import layer_spec, register_spec
 
 
 def sequential_apply(
@@ -26,16 +27,13 @@ def Sequential(*modules: Module | StructureTree) -> Module:
     trees: dict[str, StructureTree] = {}
     configs: list[GlobalConfig] = []
     for i, module in enumerate(modules):
-        if isinstance(module, tuple):
-            tree, config = module
-        elif isinstance(module, dict):
-            tree, config = fill_tree(module), {}
-        else:
+        pair = as_module(module)
+        if pair is None:
             raise TypeError(
                 f"Sequential: argument {i} is a {type(module).__name__}; expected a module "
                 "`(tree, config)` such as `hax.nn.Linear(4, 4)`, or a structure tree"
             )
-        trees[str(i)] = tree
+        trees[str(i)], config = pair
         configs.append(config)
     root: StructureTree = {
         "params": {},
@@ -44,4 +42,8 @@ def Sequential(*modules: Module | StructureTree) -> Module:
         "apply": sequential_apply,
         "submodules": trees,
     }
-    return root, merge_configs(*configs)
+    config = merge_configs(*configs)
+    return validate(root, config), config
+
+
+register_spec(sequential_apply, layer_spec("Sequential"))

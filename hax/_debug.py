@@ -1,0 +1,168 @@
+"""Debug mode: check every apply at runtime (at trace time under `jit`).
+
+`with hax.debug():` or `HAX_DEBUG=1` turns it on. Each `apply_tree` call then
+validates the node's tree and config before and after, runs the apply function
+under jaxtyping + beartype when it is annotated, and reports an apply that changed
+`aux`, `apply`, the submodule set, or a param's or buffer's shape or dtype — each
+with the node's path. Off, `apply_tree` calls `tree["apply"]` directly.
+"""
+
+import contextlib
+import os
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import beartype
+import jaxtyping
+
+from ._static import static_key
+from ._types import GlobalConfig, StructureTree
+from ._validate import validate
+from .schema._errors import Problem, ValidationError
+
+
+class _State:
+    enabled: bool = os.environ.get("HAX_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+STATE = _State()
+
+# While a node runs in debug mode: its children by id, so that a child's checks can
+# name its path. Each frame holds the child objects too, so ids are not reused.
+_FRAMES: list[dict[int, tuple[Any, str]]] = []
+
+
+def debug_enabled() -> bool:
+    """Whether debug mode is on."""
+    return STATE.enabled
+
+
+@contextlib.contextmanager
+def debug(enabled: bool = True) -> Iterator[None]:
+    """Check every apply inside the block (see the module docstring); restores on exit.
+
+    `hax.jit` keys its compiled functions on this flag, so code compiled with checks
+    off is retraced with checks on. A function you compiled yourself with `jax.jit`
+    keeps the trace it has: build it inside the block to check it.
+    """
+    previous = STATE.enabled
+    STATE.enabled = enabled
+    try:
+        yield
+    finally:
+        STATE.enabled = previous
+
+
+def _has_array_annotations(fn: Callable[..., Any]) -> bool:
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        return False
+    return any("jaxtyping" in repr(h) or "Array" in repr(h) for h in hints.values())
+
+
+_CHECKED: dict[Any, Callable[..., Any]] = {}
+
+
+def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` under jaxtyping + beartype if it carries annotations, else `fn` (cached)."""
+    checked = _CHECKED.get(fn)
+    if checked is None:
+        checked = fn
+        if _has_array_annotations(fn):
+            checked = jaxtyping.jaxtyped(typechecker=beartype.beartype)(fn)
+        _CHECKED[fn] = checked
+    return checked
+
+
+def _prefixed(err: ValidationError, path: str, when: str) -> ValidationError:
+    if not path:
+        return ValidationError(
+            [
+                p if not when else Problem(p.path, p.key, p.found, p.expected, _join(p.hint, when))
+                for p in err.errors
+            ]
+        )
+    return ValidationError(
+        [
+            Problem(
+                "/".join(x for x in (path, p.path) if x),
+                p.key,
+                p.found,
+                p.expected,
+                _join(p.hint, when),
+            )
+            for p in err.errors
+        ]
+    )
+
+
+def _join(hint: str, when: str) -> str:
+    return f"{hint}; {when}" if hint else when
+
+
+def _signature(tree: StructureTree) -> tuple[Any, ...]:
+    arrays = {
+        f"{kind}.{name}": (getattr(v, "shape", None), getattr(v, "dtype", None))
+        for kind in ("params", "buffers")
+        for name, v in tree[kind].items()
+    }
+    return static_key(tree["aux"]), tree["apply"], tuple(tree["submodules"]), arrays
+
+
+def checked_apply(
+    tree: StructureTree, global_config: GlobalConfig, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[StructureTree, Any]:
+    """`apply_tree` in debug mode."""
+    __tracebackhide__ = True
+    frame = _FRAMES[-1] if _FRAMES else {}
+    path = frame[id(tree)][1] if id(tree) in frame else ""
+    try:
+        validate(tree, global_config)
+    except ValidationError as err:
+        raise _prefixed(err, path, "before apply") from None
+    before = _signature(tree)
+    prefix = f"{path}/" if path else ""
+    children = {id(c): (c, f"{prefix}{n}") for n, c in tree["submodules"].items()}
+    _FRAMES.append(children)
+    try:
+        new_tree, out = _checked(tree["apply"])(tree, global_config, *args, **kwargs)
+    finally:
+        _FRAMES.pop()
+    if id(tree) in frame:  # a parent may call this child again with its new tree
+        frame[id(new_tree)] = (new_tree, path)
+    try:
+        validate(new_tree, global_config)
+    except ValidationError as err:
+        raise _prefixed(err, path, "after apply") from None
+    problems = _changes(before, _signature(new_tree), path)
+    if problems:
+        raise ValidationError(problems)
+    return new_tree, out
+
+
+def _changes(before: tuple[Any, ...], after: tuple[Any, ...], path: str) -> list[Problem]:
+    aux0, apply0, subs0, arrays0 = before
+    aux1, apply1, subs1, arrays1 = after
+    why = "apply must not change a tree's structure; use hax.surgery for that"
+    problems = []
+    if aux0 != aux1:
+        problems.append(Problem(path, "aux", "aux changed by apply", "aux unchanged", why))
+    if apply0 is not apply1:
+        problems.append(Problem(path, "apply", f"{apply1!r}", f"the same apply ({apply0!r})", why))
+    if subs0 != subs1:
+        problems.append(Problem(path, "submodules", f"{list(subs1)}", f"{list(subs0)}", why))
+    for key in sorted(set(arrays0) | set(arrays1)):
+        if key not in arrays1:
+            problems.append(Problem(path, key, "nothing", "the entry it had before apply", why))
+        elif key not in arrays0:
+            problems.append(Problem(path, key, "a new entry", "no new entries", why))
+        elif arrays0[key] != arrays1[key]:
+            (s0, d0), (s1, d1) = arrays0[key], arrays1[key]
+            problems.append(
+                Problem(
+                    path, key, f"shape {s1} dtype {d1}", f"shape {s0} dtype {d0} as before apply"
+                )
+            )
+    return problems

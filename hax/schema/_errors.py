@@ -1,0 +1,38 @@
+"""`ValidationError`: every problem found in a tree, each with its path and key."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: where (`path` of the node, `key` within it), what was found and
+    what was expected. `path` is `"encoder/0"` (`""` for the root); `key` is e.g.
+    `"params.bias"`, `"aux.out_features"`, `"apply"` or `"global_config.train_mode"`.
+    """
+
+    path: str
+    key: str
+    found: str
+    expected: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = self.path or "<root>"
+        text = f"{where}: {self.key}: expected {self.expected}, found {self.found}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class ValidationError(ValueError):
+    """A structure tree or global config broke the rules; `errors` lists every problem.
+
+    `str(err)` reads as a list, one problem a line, each naming the node path and key.
+    """
+
+    def __init__(self, errors: list[Problem]) -> None:
+        self.errors = list(errors)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        n = len(self.errors)
+        head = f"{n} problem{'s' if n != 1 else ''} found by hax.validate:"
+        return "\n".join([head, *(f"  {p}" for p in self.errors)])

@@ -1,0 +1,53 @@
+"""Shared fixtures and helpers for the HAX test suite.
+
+`jax_numpy_rank_promotion="raise"` is deliberately *not* set: `Linear` adds a
+`(out_features,)` bias to a `(..., out_features)` result, which is implicit rank
+promotion, exactly as in PyTorch.
+"""
+
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+
+ARRAY_TYPES = (jax.Array, np.ndarray, np.generic)
+
+
+@pytest.fixture
+def key() -> jax.Array:
+    return jax.random.key(0)
+
+
+def _is_key_array(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def assert_leaves_equal(a: Any, b: Any, where: str = "") -> None:
+    """Two pytree leaves are equal: arrays by shape, dtype and values; callables by
+    identity; anything else by type and `==`."""
+    if isinstance(a, ARRAY_TYPES) or isinstance(b, ARRAY_TYPES):
+        assert isinstance(a, ARRAY_TYPES) and isinstance(b, ARRAY_TYPES), (
+            f"{where}: array vs non-array: {type(a).__name__} vs {type(b).__name__}"
+        )
+        assert np.shape(a) == np.shape(b), f"{where}: shapes {np.shape(a)} vs {np.shape(b)}"
+        assert a.dtype == b.dtype, f"{where}: dtypes {a.dtype} vs {b.dtype}"
+        if _is_key_array(a):
+            assert _is_key_array(b), f"{where}: key array vs plain array"
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
+    elif callable(a) or callable(b):
+        assert a is b, f"{where}: different callables {a!r} and {b!r}"
+    else:
+        assert type(a) is type(b), f"{where}: types {type(a).__name__} vs {type(b).__name__}"
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_trees_equal(a: Any, b: Any) -> None:
+    """`a` and `b` have the same pytree structure (dict keys, tuples vs lists, None)
+    and equal leaves in the sense of `assert_leaves_equal`."""
+    leaves_a, tdef_a = jax.tree_util.tree_flatten_with_path(a)
+    leaves_b, tdef_b = jax.tree_util.tree_flatten_with_path(b)
+    assert tdef_a == tdef_b, f"different structures:\n{tdef_a}\nvs\n{tdef_b}"
+    for (path, leaf_a), (_, leaf_b) in zip(leaves_a, leaves_b, strict=True):
+        assert_leaves_equal(leaf_a, leaf_b, jax.tree_util.keystr(path))
