@@ -104,9 +104,10 @@ class StateOrganizer:
                 f"StateOrganizer: cannot add {name!r} inside an apply: apply never changes "
                 "a tree's structure. Register it in the constructor, or use hax.surgery."
             )
-        if not isinstance(name, str) or not name or "/" in name:
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("_org_"):
             raise ValueError(
-                f"StateOrganizer: invalid name {name!r}: use a non-empty str without '/'"
+                f"StateOrganizer: invalid name {name!r}: use a non-empty str without '/' "
+                "that does not start with '_org_'"
             )
         if hasattr(StateOrganizer, name):
             raise AttributeError(
