@@ -10,6 +10,7 @@ Run: `python benchmarks/dispatch.py [--repeats 30] [--steps 200]`
 """
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ def mse(out: jax.Array, y: jax.Array) -> jax.Array:
 def hand_written(sizes: list[int], key: jax.Array) -> tuple[Callable[..., Any], Any]:
     """(a): the same MLP as plain JAX over `{"w0": ..., "b0": ..., ...}`."""
     params = {}
-    for i, (din, dout) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (din, dout) in enumerate(itertools.pairwise(sizes)):
         key, wk, bk = jax.random.split(key, 3)
         bound = 1.0 / din**0.5
         params[f"w{i}"] = jax.random.uniform(wk, (dout, din), minval=-bound, maxval=bound)
@@ -64,14 +65,16 @@ def relu_apply(tree: hax.StructureTree, config: hax.GlobalConfig, x: jax.Array) 
 def hax_model(sizes: list[int], key: jax.Array) -> hax.Module:
     layers: list[hax.Module] = []
     with hax.rng_context(key):
-        for i, (din, dout) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (din, dout) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(din, dout))
             if i < len(sizes) - 2:
                 layers.append((hax.empty_tree(relu_apply), {}))
     return nn.Sequential(*layers)
 
 
-def bound_route(tree: hax.StructureTree, config: hax.GlobalConfig) -> tuple[Callable[..., Any], Any]:
+def bound_route(
+    tree: hax.StructureTree, config: hax.GlobalConfig
+) -> tuple[Callable[..., Any], Any]:
     """(b): `bind_module` + `jax.jit`."""
     state, apply = hax.bind_module(tree, config)
 
@@ -104,7 +107,9 @@ def tree_route(tree: hax.StructureTree, config: hax.GlobalConfig) -> tuple[Calla
     return lambda t, x, y: step(t, config, x, y), tree
 
 
-def time_steps(step: Callable[..., Any], state: Any, x: Any, y: Any, steps: int) -> tuple[float, Any]:
+def time_steps(
+    step: Callable[..., Any], state: Any, x: Any, y: Any, steps: int
+) -> tuple[float, Any]:
     """µs per step over `steps` consecutive steps (each feeds the next)."""
     start = time.perf_counter()
     for _ in range(steps):

@@ -33,7 +33,9 @@ def loss_fn(params: dict, rest: dict, config: hax.GlobalConfig, x: jax.Array, y:
 
 
 @hax.jit
-def train_step(tree: hax.StructureTree, config: hax.GlobalConfig, x: jax.Array, y: jax.Array, lr: jax.Array):
+def train_step(
+    tree: hax.StructureTree, config: hax.GlobalConfig, x: jax.Array, y: jax.Array, lr: jax.Array
+):
     params, rest = hax.split_tree(tree, ["params"])
     (loss, new_tree), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, config, x, y)
     params = jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)

@@ -2,13 +2,14 @@
 
 import functools
 import inspect
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import jax
 
 from ._debug import STATE as DEBUG
-from ._static import combine, partition, rebuilder
+from ._static import combine, masks, partition, rebuilder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,6 +27,16 @@ class _Static:
 jax.tree_util.register_pytree_node(
     _Static, lambda s: ((), s.value), lambda value, _: _Static(value)
 )
+
+
+class _Kwargs:
+    """Marks a flattened `(args, kwargs, _KWARGS)`, so it never matches a bare `args`."""
+
+    def __repr__(self) -> str:
+        return "<kwargs>"
+
+
+_KWARGS = _Kwargs()
 
 
 class _Hashed:
@@ -107,8 +118,11 @@ class JitFunction(Generic[P, R]):
 
     def _run(self, key: Any, arrays: tuple[Any, ...]) -> Any:
         if not self._by_name:
-            args, kwargs = combine(arrays, key)
-            return self.__wrapped__(*args, **kwargs)
+            fn: Callable[..., Any] = self.__wrapped__
+            args = combine(arrays, key)
+            if len(args) == 3 and args[2] is _KWARGS:
+                return fn(*args[0], **args[1])
+            return fn(*args)
         donated = combine(arrays[0], key[0])
         kept = combine(arrays[1], key[1])
         arguments = {**donated, **kept}
@@ -122,7 +136,7 @@ class JitFunction(Generic[P, R]):
 
     def _split(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
         if not self._by_name:
-            arrays, key = partition((args, kwargs))
+            arrays, key = partition((args, kwargs, _KWARGS) if kwargs else args)
             return key, arrays
         return self._split_by_name(args, kwargs)
 
@@ -139,10 +153,17 @@ class JitFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         # The hot path: one flatten, one dict lookup, the compiled call, one unflatten.
+        # (`partition`, inlined: this runs at every call.)
         if self._by_name:
             key, arrays = self._split_by_name(args, kwargs)
         else:
-            arrays, key = partition((args, kwargs))
+            leaves, treedef = jax.tree_util.tree_flatten(
+                (args, kwargs, _KWARGS) if kwargs else args
+            )
+            types = tuple(map(type, leaves))
+            is_array, is_static = masks(types, leaves)
+            key = (treedef, types, tuple(itertools.compress(leaves, is_static)))
+            arrays = itertools.compress(leaves, is_array)
         compiled = self._caches[DEBUG.enabled].get(key)
         if compiled is None:
             compiled = self._compile(key)

@@ -19,16 +19,17 @@ _MASKS: dict[tuple[type, ...], tuple[tuple[bool, ...], tuple[bool, ...]]] = {}
 _MAX_MASKS = 4096
 
 
-def _masks(types: tuple[type, ...], leaves: list[Any]) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
-    masks = _MASKS.get(types)
-    if masks is None:
+def masks(types: tuple[type, ...], leaves: list[Any]) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """`(is_array, is_static)` for leaves of these types, cached by the types."""
+    found = _MASKS.get(types)
+    if found is None:
         # isinstance, not issubclass: tracers are jax.Arrays only by instance check.
         is_array = tuple(isinstance(x, ARRAY_TYPES) for x in leaves)
-        masks = is_array, tuple(map(operator.not_, is_array))
+        found = is_array, tuple(map(operator.not_, is_array))
         if len(_MASKS) >= _MAX_MASKS:
             _MASKS.clear()
-        _MASKS[types] = masks
-    return masks
+        _MASKS[types] = found
+    return found
 
 
 def partition(obj: Any) -> tuple[list[Any], Any]:
@@ -39,7 +40,7 @@ def partition(obj: Any) -> tuple[list[Any], Any]:
     """
     leaves, treedef = jax.tree_util.tree_flatten(obj)
     types = tuple(map(type, leaves))
-    is_array, is_static = _masks(types, leaves)
+    is_array, is_static = masks(types, leaves)
     return list(itertools.compress(leaves, is_array)), (
         treedef,
         types,
