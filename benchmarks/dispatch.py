@@ -104,16 +104,16 @@ def tree_route(tree: hax.StructureTree, config: hax.GlobalConfig) -> tuple[Calla
         loss, grads = jax.value_and_grad(loss_fn)(params)
         return hax.merge_trees(sgd(params, grads), rest), loss
 
-    return lambda t, x, y: step(t, config, x, y), tree
+    return step, tree
 
 
 def time_steps(
-    step: Callable[..., Any], state: Any, x: Any, y: Any, steps: int
+    step: Callable[..., Any], state: Any, args: tuple[Any, ...], steps: int
 ) -> tuple[float, Any]:
     """µs per step over `steps` consecutive steps (each feeds the next)."""
     start = time.perf_counter()
     for _ in range(steps):
-        state, loss = step(state, x, y)
+        state, loss = step(state, *args)
     jax.block_until_ready((state, loss))
     return (time.perf_counter() - start) / steps * 1e6, state
 
@@ -124,18 +124,19 @@ def bench(name: str, sizes: list[int], batch: int, repeats: int, steps: int) -> 
     x = jax.random.normal(kx, (batch, sizes[0]))
     y = jax.random.normal(ky, (batch, sizes[-1]))
     tree, config = hax_model(sizes, km)
+    # Each route: (step, initial state, the arguments after the state).
     routes = {
-        "(a) hand-written JAX": hand_written(sizes, km),
-        "(b) bind_module + jax.jit": bound_route(tree, config),
-        "(c) hax.jit": tree_route(tree, config),
+        "(a) hand-written JAX": (*hand_written(sizes, km), (x, y)),
+        "(b) bind_module + jax.jit": (*bound_route(tree, config), (x, y)),
+        "(c) hax.jit": (*tree_route(tree, config), (config, x, y)),
     }
-    states = {k: s for k, (_, s) in routes.items()}
-    for k, (step, _) in routes.items():  # compile and warm up
-        _, states[k] = time_steps(step, states[k], x, y, steps)
+    states = {k: s for k, (_, s, _) in routes.items()}
+    for k, (step, _, args) in routes.items():  # compile and warm up
+        _, states[k] = time_steps(step, states[k], args, steps)
     times: dict[str, list[float]] = {k: [] for k in routes}
     for _ in range(repeats):
-        for k, (step, _) in routes.items():
-            us, states[k] = time_steps(step, states[k], x, y, steps)
+        for k, (step, _, args) in routes.items():
+            us, states[k] = time_steps(step, states[k], args, steps)
             times[k].append(us)
     medians = {k: statistics.median(v) for k, v in times.items()}
     base = medians["(a) hand-written JAX"]

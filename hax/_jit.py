@@ -9,7 +9,10 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import jax
 
 from ._debug import STATE as DEBUG
-from ._static import combine, masks, partition, rebuilder
+from ._static import combine, masks, partition, rebuild_parts, rebuilder
+
+_flatten = jax.tree_util.default_registry.flatten  # tree_flatten without its Python frame
+_compress = itertools.compress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,6 +69,50 @@ def _as_tuple(x: int | str | Iterable[Any] | None) -> tuple[Any, ...]:
     return tuple(x)
 
 
+class _Entry:
+    """One compiled specialisation of a `JitFunction`: the static key it was traced for
+    (`treedef`, leaf `types`, non-array leaves `statics`), the array/static masks, and
+    `finish`, which turns the compiled function's output into the result."""
+
+    __slots__ = (
+        "compiled",
+        "debug",
+        "finish",
+        "is_array",
+        "is_static",
+        "key",
+        "out_key",
+        "out_pick",
+        "out_statics",
+        "out_unflatten",
+        "statics",
+        "treedef",
+        "types",
+    )
+
+    def __init__(self, key: Any, debug: bool, masks: tuple[tuple[bool, ...], ...]) -> None:
+        self.key = key
+        self.debug = debug
+        # By-name keys (static_argnames/donation) are pairs and skip the fast path.
+        fast = len(key) == 3
+        self.treedef: Any = key[0] if fast else None
+        self.types: Any = key[1] if fast else None
+        self.statics: Any = key[2] if fast else None
+        self.is_array, self.is_static = masks
+        self.compiled: Any = None
+        self.out_key: Any = None
+        self.finish: Callable[[Any], Any] = _finish_static
+        # Set once traced (`rebuild_parts`): `out_unflatten(out_pick(out + out_statics))`
+        # is `finish(out)` without a Python frame; `out_pick` is None when not usable.
+        self.out_pick: Any = None
+        self.out_statics: tuple[Any, ...] = ()
+        self.out_unflatten: Any = None
+
+
+def _finish_static(out: tuple[list[Any], _Static]) -> Any:
+    return combine(out[0], out[1].value)
+
+
 class JitFunction(Generic[P, R]):
     """A function compiled by `hax.jit`. Call it like the original."""
 
@@ -101,20 +148,47 @@ class JitFunction(Generic[P, R]):
 
         self._donate = (0,) if self._by_name and self._donated else ()
         self._jit_kwargs = jit_kwargs
-        # One `jax.jit` per static key: looking the key up here is cheaper than
-        # passing it as a static argument, which jax hashes and compares in full.
-        # Separate caches with debug mode off and on: checks run at trace time.
-        self._caches: tuple[dict[Any, Any], dict[Any, Any]] = ({}, {})
+        # One `jax.jit` per static key and debug flag (checks run at trace time), found
+        # by a dict lookup: cheaper than passing the key to jax as a static argument.
+        # `_last` is tried first, by comparison alone, since loops call with one key.
+        self._entries: dict[tuple[bool, Any], _Entry] = {}
+        self._last: _Entry | None = None
 
-    def _compile(self, key: Any) -> Any:
-        def traced(*arrays: Any) -> tuple[list[Any], _Static]:
+    def _entry(self, key: Any, masks: tuple[tuple[bool, ...], ...] = ((), ())) -> _Entry:
+        debug = DEBUG.enabled
+        entry = self._entries.get((debug, key))
+        if entry is None:
+            entry = self._entries[(debug, key)] = _Entry(key, debug, masks)
+            self._compile(entry, safe=False)
+        self._last = entry
+        return entry
+
+    def _compile(self, entry: _Entry, safe: bool) -> None:
+        """(Re)build `entry.compiled`. Normally it returns only arrays and the static part
+        of its results is kept on the entry. If jax retraces it for new shapes and the
+        static part of the results changes, it is rebuilt `safe`: returning that part
+        with every result."""
+        key = entry.key
+
+        def traced(*arrays: Any) -> Any:
             out_arrays, out_key = partition(self._run(key, arrays))
-            return out_arrays, _Static(rebuilder(out_key))
+            if safe:
+                return out_arrays, _Static(out_key)
+            rebuild = rebuilder(out_key)
+            if entry.out_key is None or entry.out_key == out_key:
+                entry.out_key, entry.finish = out_key, rebuild
+                entry.out_pick, entry.out_statics, entry.out_unflatten = rebuild_parts(out_key)
+            else:
 
-        compiled = self._caches[DEBUG.enabled][key] = jax.jit(
-            traced, donate_argnums=self._donate, **self._jit_kwargs
-        )
-        return compiled
+                def finish_then_go_safe(out: Any) -> Any:
+                    self._compile(entry, safe=True)
+                    return rebuild(out)
+
+                entry.finish, entry.out_pick = finish_then_go_safe, None
+            return tuple(out_arrays)
+
+        entry.finish, entry.out_pick = _finish_static, None
+        entry.compiled = jax.jit(traced, donate_argnums=self._donate, **self._jit_kwargs)
 
     def _run(self, key: Any, arrays: tuple[Any, ...]) -> Any:
         if not self._by_name:
@@ -152,29 +226,39 @@ class JitFunction(Generic[P, R]):
         return (d_key, k_key), (d_arrays, k_arrays)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        # The hot path: one flatten, one dict lookup, the compiled call, one unflatten.
-        # (`partition`, inlined: this runs at every call.)
+        # The hot path: one flatten, a comparison with the last key (a dict lookup when
+        # that fails), the compiled call, one unflatten. Kept flat on purpose: every
+        # attribute lookup here is paid at every call.
+        out: Any
         if self._by_name:
-            key, arrays = self._split_by_name(args, kwargs)
+            key, groups = self._split_by_name(args, kwargs)
+            entry = self._entry(key)
+            out = entry.compiled(*groups)
+            return entry.finish(out)  # type: ignore[no-any-return]  # R is the wrapped fn's result
+        leaves, treedef = _flatten((args, kwargs, _KWARGS) if kwargs else args, None)
+        types = tuple(map(type, leaves))
+        last = self._last
+        if last is not None and last.types == types:
+            statics = tuple(_compress(leaves, last.is_static))
+            if last.statics == statics and last.treedef == treedef and last.debug is DEBUG.enabled:
+                out = last.compiled(*_compress(leaves, last.is_array))
+                if last.out_pick is not None:
+                    return last.out_unflatten(last.out_pick(out + last.out_statics))  # type: ignore[no-any-return]  # as above
+                return last.finish(out)  # type: ignore[no-any-return]  # as above
+            found = last.is_array, last.is_static
         else:
-            leaves, treedef = jax.tree_util.tree_flatten(
-                (args, kwargs, _KWARGS) if kwargs else args
-            )
-            types = tuple(map(type, leaves))
-            is_array, is_static = masks(types, leaves)
-            key = (treedef, types, tuple(itertools.compress(leaves, is_static)))
-            arrays = itertools.compress(leaves, is_array)
-        compiled = self._caches[DEBUG.enabled].get(key)
-        if compiled is None:
-            compiled = self._compile(key)
-        out_arrays, out_static = compiled(*arrays)
-        out: R = out_static.value(out_arrays)
-        return out
+            found = masks(types, leaves)
+            statics = tuple(_compress(leaves, found[1]))
+        entry = self._entry((treedef, types, statics), found)
+        out = entry.compiled(*_compress(leaves, found[0]))
+        return entry.finish(out)  # type: ignore[no-any-return]  # as above
 
     def lower(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Lower for the given arguments, as `jax.jit(...).lower` (e.g. for cost analysis)."""
         key, arrays = self._split(args, kwargs)
-        return (self._caches[DEBUG.enabled].get(key) or self._compile(key)).lower(*arrays)
+        if self._by_name:
+            return self._entry(key).compiled.lower(*arrays)
+        return self._entry(key, masks(key[1], [])).compiled.lower(*arrays)
 
 
 @overload

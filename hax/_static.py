@@ -15,20 +15,20 @@ import numpy as np
 ARRAY_TYPES = (jax.Array, np.ndarray, np.generic)
 
 # Masks by tuple of leaf types; bounded so that pathological use cannot leak memory.
-_MASKS: dict[tuple[type, ...], tuple[tuple[bool, ...], tuple[bool, ...]]] = {}
-_MAX_MASKS = 4096
+MASKS: dict[tuple[type, ...], tuple[tuple[bool, ...], tuple[bool, ...]]] = {}
+_MAXMASKS = 4096
 
 
 def masks(types: tuple[type, ...], leaves: list[Any]) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
     """`(is_array, is_static)` for leaves of these types, cached by the types."""
-    found = _MASKS.get(types)
+    found = MASKS.get(types)
     if found is None:
         # isinstance, not issubclass: tracers are jax.Arrays only by instance check.
         is_array = tuple(isinstance(x, ARRAY_TYPES) for x in leaves)
         found = is_array, tuple(map(operator.not_, is_array))
-        if len(_MASKS) >= _MAX_MASKS:
-            _MASKS.clear()
-        _MASKS[types] = found
+        if len(MASKS) >= _MAXMASKS:
+            MASKS.clear()
+        MASKS[types] = found
     return found
 
 
@@ -56,27 +56,32 @@ def combine(arrays: Any, key: Any) -> Any:
     if not arrays:
         return treedef.unflatten(statics)
     array_it, static_it = iter(arrays), iter(statics)
-    return treedef.unflatten([next(array_it) if a else next(static_it) for a in _MASKS[types][0]])
+    return treedef.unflatten([next(array_it) if a else next(static_it) for a in MASKS[types][0]])
 
 
-def rebuilder(key: Any) -> Callable[[list[Any]], Any]:
-    """A fast `combine(arrays, key)` for a fixed `key`, for results rebuilt at every call."""
+def rebuild_parts(key: Any) -> tuple[Any, tuple[Any, ...], Any]:
+    """`(pick, statics, unflatten)` with `unflatten(pick(arrays + statics))` equal to
+    `combine(arrays, key)` for a tuple of arrays; `pick` is None for fewer than 2 leaves.
+    `key` comes from `partition`, just made (its masks are cached)."""
     treedef, types, statics = key
-    is_array = _MASKS[types][0]
-    n = sum(is_array)
+    is_array = MASKS[types][0]
     order = [0] * len(types)
-    next_array, next_static = 0, n
+    next_array, next_static = 0, sum(is_array)
     for i, a in enumerate(is_array):
         if a:
             order[i], next_array = next_array, next_array + 1
         else:
             order[i], next_static = next_static, next_static + 1
-    if not order:
-        return lambda arrays: treedef.unflatten(())
-    pick = operator.itemgetter(*order)
-    if len(order) == 1:
-        return lambda arrays: treedef.unflatten((pick([*arrays, *statics]),))
-    return lambda arrays: treedef.unflatten(pick([*arrays, *statics]))
+    pick = operator.itemgetter(*order) if len(order) >= 2 else None
+    return pick, statics, treedef.unflatten
+
+
+def rebuilder(key: Any) -> Callable[[tuple[Any, ...]], Any]:
+    """A fast `combine(arrays, key)` for a fixed `key` and a tuple of arrays."""
+    pick, statics, unflatten = rebuild_parts(key)
+    if pick is None:
+        return lambda arrays: unflatten(arrays + statics)
+    return lambda arrays: unflatten(pick(arrays + statics))
 
 
 def static_key(obj: Any) -> Any:

@@ -9,6 +9,7 @@ import pytest
 from conftest import assert_trees_equal
 
 import hax
+from hax import nn
 
 
 class Counted:
@@ -381,3 +382,58 @@ def test_composes_with_grad_vmap_and_jax_jit():
     ys = jax.vmap(lambda x: f(tree, config, x)[1])(xs)
     np.testing.assert_allclose(ys[1], run_module(tree, config, 2 * x)[1], rtol=1e-6)
     np.testing.assert_allclose(jax.jit(loss)(tree["params"]), loss(tree["params"]), rtol=1e-6)
+
+
+def test_static_result_that_depends_on_shapes_stays_correct():
+    """jax retraces one compiled entry for new shapes; a static result that differs
+    between those traces (here a Python int from the shape) must still come back right."""
+    calls = []
+
+    @hax.jit
+    def f(x):
+        calls.append(x.shape)
+        return {"n": x.shape[0], "y": x * 2}
+
+    for n in (2, 3, 2, 3, 5, 2):
+        out = f(jnp.ones(n))
+        assert out["n"] == n
+        assert out["y"].shape == (n,)
+        assert type(out["n"]) is int
+
+
+def test_alternating_structures_reuse_their_traces():
+    count = []
+
+    @hax.jit
+    def f(tree, config, x):
+        count.append(1)
+        return hax.apply_tree(tree, config, x)
+
+    a, ca = nn.Linear(3, 2, rng=0)
+    b, cb = nn.Linear(3, 2, bias=False, rng=1)
+    x = jnp.ones((4, 3))
+    for _ in range(3):
+        ta, ya = f(a, ca, x)
+        tb, yb = f(b, cb, x)
+        np.testing.assert_allclose(ya, x @ a["params"]["weight"].T + a["params"]["bias"], rtol=1e-6)
+        np.testing.assert_allclose(yb, x @ b["params"]["weight"].T, rtol=1e-6)
+        assert ta["aux"]["bias"] is True and tb["aux"]["bias"] is False
+    assert len(count) == 2
+
+
+def test_debug_flag_is_part_of_the_cache_key():
+    count = []
+
+    @hax.jit
+    def f(tree, config, x):
+        count.append(hax.debug_enabled())
+        return hax.apply_tree(tree, config, x)
+
+    tree, config = nn.Linear(3, 2, rng=0)
+    x = jnp.ones((1, 3))
+    f(tree, config, x)
+    with hax.debug():
+        f(tree, config, x)
+        f(tree, config, x)
+    f(tree, config, x)
+    assert count == [False, True]
