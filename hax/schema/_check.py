@@ -37,53 +37,50 @@ def _eval_symbolic(expr: str, bound: Mapping[str, Any]) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _match_dim(d: Dim, size: int, bound: dict[str, Any]) -> bool:
-    if d.broadcastable and size == 1:
-        return True
-    if d.kind == "fixed":
-        return size == d.size
-    if d.kind == "named":
-        assert d.name is not None
-        if d.name in bound:
-            return bool(bound[d.name] == size)
-        bound[d.name] = size
-        return True
-    if d.kind == "symbolic":
-        assert d.expr is not None
-        value = _eval_symbolic(d.expr, bound)
-        return value is None or value == size
-    return True
-
-
-def match_shape(dims: tuple[Dim, ...], shape: tuple[int, ...], bound: dict[str, Any]) -> bool:
-    """Whether `shape` fits `dims`, binding new dimension names into `bound`.
+def match_shape(spec: ArraySpec, shape: tuple[int, ...], bound: dict[str, Any]) -> bool:
+    """Whether `shape` fits `spec.dims`, binding new dimension names into `bound`.
 
     `bound` is only updated when the whole shape matches.
     """
-    trial = dict(bound)
-    variadic = [i for i, d in enumerate(dims) if d.kind == "variadic"]
-    if not variadic:
+    dims = spec.dims
+    if not spec.has_variadic:
         if len(shape) != len(dims):
             return False
-        pairs = list(zip(dims, shape, strict=True))
+        pairs: Any = zip(dims, shape, strict=True)
+        new: dict[str, Any] = {}
     else:
-        vi = variadic[0]
+        vi = next(i for i, d in enumerate(dims) if d.kind == "variadic")
         n_after = len(dims) - vi - 1
         if len(shape) < len(dims) - 1:
             return False
         middle = tuple(shape[vi : len(shape) - n_after])
-        v = dims[vi]
-        if v.name is not None:
-            if v.name in trial and trial[v.name] != middle:
+        name = dims[vi].name
+        new = {}
+        if name is not None:
+            if bound.get(name, middle) != middle:
                 return False
-            trial[v.name] = middle
-        pairs = list(zip(dims[:vi], shape[:vi], strict=True)) + list(
-            zip(dims[vi + 1 :], shape[len(shape) - n_after :], strict=True)
-        )
-    if all(_match_dim(d, int(s), trial) for d, s in pairs):
-        bound.update(trial)
-        return True
-    return False
+            new[name] = middle
+        pairs = [*zip(dims[:vi], shape[:vi], strict=True)]
+        pairs += zip(dims[vi + 1 :], shape[len(shape) - n_after :], strict=True)
+    for d, size in pairs:
+        if d.broadcastable and size == 1:
+            continue
+        kind = d.kind
+        if kind == "named":
+            known = bound.get(d.name, new.get(d.name))
+            if known is None:
+                new[d.name] = size
+            elif known != size:
+                return False
+        elif kind == "fixed":
+            if size != d.size:
+                return False
+        elif kind == "symbolic":
+            value = _eval_symbolic(d.expr or "", {**bound, **new})
+            if value is not None and value != size:
+                return False
+    bound.update(new)
+    return True
 
 
 def check_node_spec(
@@ -106,7 +103,6 @@ def check_node_spec(
             )
     # Dimension names bind first from aux values of the same name.
     bound: dict[str, Any] = {k: v for k, v in aux.items() if type(v) is int}
-    origin = {k: f"aux {k}={v}" for k, v in bound.items()}
     for kind, declared in (("params", spec.params), ("buffers", spec.buffers)):
         entries = node.get(kind, {})
         if not isinstance(entries, Mapping):
@@ -134,9 +130,7 @@ def check_node_spec(
                         )
                     )
                 continue
-            _check_array(
-                entries[name], aspec, f"{kind}.{name}", spec, path, bound, origin, problems
-            )
+            _check_array(entries[name], aspec, f"{kind}.{name}", spec, path, bound, aux, problems)
 
 
 def _check_array(
@@ -146,7 +140,7 @@ def _check_array(
     spec: LayerSpec,
     path: str,
     bound: dict[str, Any],
-    origin: dict[str, str],
+    aux: Mapping[str, Any],
     problems: list[Problem],
 ) -> None:
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
@@ -154,19 +148,22 @@ def _check_array(
         return  # not an array: the structural schema reports it
     if not dtype_matches(aspec, dtype):
         problems.append(Problem(path, key, f"dtype {dtype}", f"a {aspec.dtype_label} dtype"))
-    before = set(bound)
-    if match_shape(aspec.dims, tuple(shape), bound):
-        for name in set(bound) - before:
-            origin[name] = f"{key} {name}={bound[name]}"
+    if match_shape(aspec, tuple(shape), bound):
         return
-    used = [d.name for d in aspec.dims if d.name is not None and d.name in bound]
-    hint = "; ".join(origin[n] for n in dict.fromkeys(used) if n in origin)
+    used = [d.name for d in dict.fromkeys(aspec.dims) if d.name is not None and d.name in bound]
+    bindings = ", ".join(f"{n}={bound[n]}" for n in dict.fromkeys(used))
+    if not used:
+        hint = ""
+    elif all(aux.get(n) == bound[n] for n in used):
+        hint = f"the {spec.kind} here has aux {bindings}"
+    else:
+        hint = f"{bindings} from this node's aux and other arrays"
     problems.append(
         Problem(
             path,
             key,
             f"shape {_fmt_shape(tuple(shape))}",
             f"shape {_fmt_expected(aspec.dims, bound)}",
-            f"the {spec.kind} here has {hint}" if hint else "",
+            hint,
         )
     )

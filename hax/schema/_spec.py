@@ -5,6 +5,7 @@ Annotations are parsed once, when a spec is made; checking a node against its sp
 is then plain shape arithmetic (no jaxtyping `isinstance`, which costs ~5 µs each).
 """
 
+import functools
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class ArraySpec:
     dtypes: frozenset[str] | None
     dtype_label: str
     required: bool = True
+    has_variadic: bool = False
 
     @property
     def is_key(self) -> bool:
@@ -94,11 +96,13 @@ def array_spec(annotation: Any, required: bool = True) -> ArraySpec:
         )
     dtypes = getattr(annotation, "dtypes", None)
     label = getattr(annotation, "__name__", str(annotation))
+    parsed = tuple(_parse_dim(d) for d in dims)
     return ArraySpec(
-        dims=tuple(_parse_dim(d) for d in dims),
+        dims=parsed,
         dtypes=None if dtypes is None or _accepts_any_dtype(dtypes) else frozenset(dtypes),
         dtype_label=label.split("[", 1)[0],
         required=required,
+        has_variadic=any(d.kind == "variadic" for d in parsed),
     )
 
 
@@ -168,9 +172,12 @@ def spec_of(apply: Any) -> LayerSpec | None:
 
 
 def dtype_matches(spec: ArraySpec, dtype: Any) -> bool:
-    """Whether an array of `dtype` is allowed by `spec`."""
-    if spec.dtypes is None:
-        return True
+    """Whether an array of `dtype` is allowed by `spec` (cached per dtype set and dtype)."""
+    return spec.dtypes is None or _dtype_ok(spec.dtypes, dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dtype_ok(dtypes: frozenset[str], dtype: Any) -> bool:
     if jax.numpy.issubdtype(dtype, jax.dtypes.prng_key):
-        return spec.is_key
-    return np.dtype(dtype).name in spec.dtypes
+        return "prng_key" in dtypes
+    return np.dtype(dtype).name in dtypes
