@@ -3,6 +3,7 @@
 import functools
 import inspect
 import itertools
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -59,6 +60,11 @@ class _Hashed:
 
     def __hash__(self) -> int:
         return hash(self.value)
+
+
+def _same_code(a: Any, b: Any) -> bool:
+    code = getattr(a, "__code__", None)
+    return code is not None and code is getattr(b, "__code__", None)
 
 
 def _as_tuple(x: int | str | Iterable[Any] | None) -> tuple[Any, ...]:
@@ -158,10 +164,33 @@ class JitFunction(Generic[P, R]):
         debug = DEBUG.enabled
         entry = self._entries.get((debug, key))
         if entry is None:
+            if debug:
+                self._warn_if_recreated(key, debug)
             entry = self._entries[(debug, key)] = _Entry(key, debug, masks)
             self._compile(entry, safe=False)
         self._last = entry
         return entry
+
+    def _warn_if_recreated(self, key: Any, debug: bool) -> None:
+        """Debug mode: warn when a retrace is caused only by functions re-created with
+        the same code (an apply closure built anew at every construction)."""
+        if len(key) != 3:
+            return
+        treedef, types, statics = key
+        for mode, other in self._entries:
+            if mode != debug or len(other) != 3 or other[1] != types or other[0] != treedef:
+                continue
+            changed = [(a, b) for a, b in zip(other[2], statics, strict=True) if a is not b]
+            if changed and all(_same_code(a, b) for a, b in changed):
+                name = getattr(changed[0][1], "__qualname__", repr(changed[0][1]))
+                warnings.warn(
+                    f"hax.jit is recompiling {self.__wrapped__.__name__} because the function {name} "
+                    "is a new object with the same code as before: it is re-created (e.g. a "
+                    "closure built in a constructor), and apply functions are static, "
+                    "compared by identity. Define apply functions at module level.",
+                    stacklevel=4,
+                )
+                return
 
     def _compile(self, entry: _Entry, safe: bool) -> None:
         """(Re)build `entry.compiled`. Normally it returns only arrays and the static part

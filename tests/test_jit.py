@@ -437,3 +437,26 @@ def test_debug_flag_is_part_of_the_cache_key():
         f(tree, config, x)
     f(tree, config, x)
     assert count == [False, True]
+
+
+def _make_closure_module():
+    def closure_apply(tree, config, x):
+        return tree, x * 2
+
+    return hax.fill_tree({"apply": closure_apply})
+
+
+def test_debug_mode_warns_when_a_recreated_apply_forces_a_retrace():
+    @hax.jit
+    def run(tree, x):
+        return hax.apply_tree(tree, {}, x)
+
+    x = jnp.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # outside debug mode: silent
+        run(_make_closure_module(), x)
+        run(_make_closure_module(), x)
+    with hax.debug():
+        run(_make_closure_module(), x)
+        with pytest.warns(UserWarning, match="closure_apply.*module level"):
+            run(_make_closure_module(), x)

@@ -40,36 +40,35 @@ def _eval_symbolic(expr: str, bound: Mapping[str, Any]) -> int | None:
 def match_shape(spec: ArraySpec, shape: tuple[int, ...], bound: dict[str, Any]) -> bool:
     """Whether `shape` fits `spec.dims`, binding new dimension names into `bound`.
 
-    `bound` is only updated when the whole shape matches.
+    `bound` is only updated when the whole shape matches. Runs for every array at
+    every validation, so it is a plain loop.
     """
     dims = spec.dims
-    if not spec.has_variadic:
-        if len(shape) != len(dims):
-            return False
-        pairs: Any = zip(dims, shape, strict=True)
-        new: dict[str, Any] = {}
-    else:
+    new: dict[str, Any] = {}
+    if spec.has_variadic:
         vi = next(i for i, d in enumerate(dims) if d.kind == "variadic")
         n_after = len(dims) - vi - 1
         if len(shape) < len(dims) - 1:
             return False
         middle = tuple(shape[vi : len(shape) - n_after])
         name = dims[vi].name
-        new = {}
         if name is not None:
             if bound.get(name, middle) != middle:
                 return False
             new[name] = middle
-        pairs = [*zip(dims[:vi], shape[:vi], strict=True)]
-        pairs += zip(dims[vi + 1 :], shape[len(shape) - n_after :], strict=True)
-    for d, size in pairs:
+        dims = dims[:vi] + dims[vi + 1 :]
+        shape = tuple(shape[:vi]) + tuple(shape[len(shape) - n_after :])
+    elif len(shape) != len(dims):
+        return False
+    for i in range(len(dims)):
+        d, size = dims[i], shape[i]
         if d.broadcastable and size == 1:
             continue
         kind = d.kind
         if kind == "named":
-            known = bound.get(d.name, new.get(d.name))
+            known = bound.get(d.name) if d.name in bound else new.get(d.name)  # type: ignore[arg-type]  # named dims have names
             if known is None:
-                new[d.name] = size
+                new[d.name] = size  # type: ignore[index]  # as above
             elif known != size:
                 return False
         elif kind == "fixed":
@@ -79,33 +78,37 @@ def match_shape(spec: ArraySpec, shape: tuple[int, ...], bound: dict[str, Any]) 
             value = _eval_symbolic(d.expr or "", {**bound, **new})
             if value is not None and value != size:
                 return False
-    bound.update(new)
+    if new:
+        bound.update(new)
     return True
+
+
+_MISSING = object()
 
 
 def check_node_spec(
     node: Mapping[str, Any], spec: LayerSpec, path: str, problems: list[Problem]
 ) -> None:
-    """Append to `problems` every way `node` breaks `spec` (aux, params, buffers)."""
-    aux = node.get("aux", {})
-    if not isinstance(aux, Mapping):
-        return
+    """Append to `problems` every way `node` breaks `spec` (aux, params, buffers).
+
+    Containers that are not dicts are skipped: the structural schema reports them.
+    """
+    aux = node.get("aux")
+    if type(aux) is not dict:
+        aux = {}
     for name, typ in spec.aux.items():
-        if name not in aux:
-            problems.append(
-                Problem(
-                    path, f"aux.{name}", "nothing", f"a {typ.__name__} (the {spec.kind} needs it)"
-                )
-            )
-        elif not (type(aux[name]) is typ or (typ is float and type(aux[name]) is int)):
-            problems.append(
-                Problem(path, f"aux.{name}", f"a {type(aux[name]).__name__}", f"a {typ.__name__}")
-            )
+        value = aux.get(name, _MISSING)
+        if value is _MISSING:
+            needs = f"a {typ.__name__} (the {spec.kind} needs it)"
+            problems.append(Problem(path, f"aux.{name}", "nothing", needs))
+        elif type(value) is not typ and not (typ is float and type(value) is int):
+            found = f"a {type(value).__name__}"
+            problems.append(Problem(path, f"aux.{name}", found, f"a {typ.__name__}"))
     # Dimension names bind first from aux values of the same name.
     bound: dict[str, Any] = {k: v for k, v in aux.items() if type(v) is int}
     for kind, declared in (("params", spec.params), ("buffers", spec.buffers)):
-        entries = node.get(kind, {})
-        if not isinstance(entries, Mapping):
+        entries = node.get(kind)
+        if type(entries) is not dict:
             continue
         for name in entries:
             if name not in declared:
@@ -119,37 +122,35 @@ def check_node_spec(
                     )
                 )
         for name, aspec in declared.items():
-            if name not in entries:
+            value = entries.get(name, _MISSING)
+            if value is _MISSING:
                 if aspec.required:
-                    problems.append(
-                        Problem(
-                            path,
-                            f"{kind}.{name}",
-                            "nothing",
-                            f"an array {_fmt_expected(aspec.dims, bound)}",
-                        )
-                    )
+                    expected = f"an array {_fmt_expected(aspec.dims, bound)}"
+                    problems.append(Problem(path, f"{kind}.{name}", "nothing", expected))
                 continue
-            _check_array(entries[name], aspec, f"{kind}.{name}", spec, path, bound, aux, problems)
+            shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+            if shape is None or dtype is None:
+                continue  # not an array: the structural schema reports it
+            if aspec.dtypes is not None and not dtype_matches(aspec, dtype):
+                found = f"dtype {dtype}"
+                problems.append(
+                    Problem(path, f"{kind}.{name}", found, f"a {aspec.dtype_label} dtype")
+                )
+            if not match_shape(aspec, shape, bound):
+                problems.append(
+                    _shape_problem(shape, aspec, f"{kind}.{name}", spec, path, bound, aux)
+                )
 
 
-def _check_array(
-    value: Any,
+def _shape_problem(
+    shape: tuple[int, ...],
     aspec: ArraySpec,
     key: str,
     spec: LayerSpec,
     path: str,
     bound: dict[str, Any],
     aux: Mapping[str, Any],
-    problems: list[Problem],
-) -> None:
-    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape is None or dtype is None:
-        return  # not an array: the structural schema reports it
-    if not dtype_matches(aspec, dtype):
-        problems.append(Problem(path, key, f"dtype {dtype}", f"a {aspec.dtype_label} dtype"))
-    if match_shape(aspec, tuple(shape), bound):
-        return
+) -> Problem:
     used = [d.name for d in dict.fromkeys(aspec.dims) if d.name is not None and d.name in bound]
     bindings = ", ".join(f"{n}={bound[n]}" for n in dict.fromkeys(used))
     if not used:
@@ -158,12 +159,10 @@ def _check_array(
         hint = f"the {spec.kind} here has aux {bindings}"
     else:
         hint = f"{bindings} from this node's aux and other arrays"
-    problems.append(
-        Problem(
-            path,
-            key,
-            f"shape {_fmt_shape(tuple(shape))}",
-            f"shape {_fmt_expected(aspec.dims, bound)}",
-            hint,
-        )
+    return Problem(
+        path,
+        key,
+        f"shape {_fmt_shape(tuple(shape))}",
+        f"shape {_fmt_expected(aspec.dims, bound)}",
+        hint,
     )
