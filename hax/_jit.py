@@ -184,9 +184,9 @@ class JitFunction(Generic[P, R]):
             if changed and all(_same_code(a, b) for a, b in changed):
                 name = getattr(changed[0][1], "__qualname__", repr(changed[0][1]))
                 warnings.warn(
-                    f"hax.jit is recompiling {self.__wrapped__.__name__} because the function {name} "
-                    "is a new object with the same code as before: it is re-created (e.g. a "
-                    "closure built in a constructor), and apply functions are static, "
+                    f"hax.jit is recompiling {self.__wrapped__.__name__} because the function "
+                    f"{name} is a new object with the same code as before: it is re-created "
+                    "(e.g. a closure built in a constructor), and apply functions are static, "
                     "compared by identity. Define apply functions at module level.",
                     stacklevel=4,
                 )
