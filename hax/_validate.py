@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from .schema._check import check_node_spec
-from .schema._errors import Problem, ValidationError
+from .schema._errors import Problem, ValidationError, a
 from .schema._node import CONFIG_ADAPTER, NODE_ADAPTER
 from .schema._spec import spec_of
 
@@ -23,8 +23,13 @@ _NODE_EXPECTED = {
 }
 
 
+def _key_part(name: str) -> str:
+    """A name as it appears in a problem's key: quoted when it could be misread."""
+    return name if name and not set(name) & set("/. ") else repr(name)
+
+
 def _describe(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
+    return "None" if value is None else a(type(value).__name__)
 
 
 def _node_problems(
@@ -41,7 +46,7 @@ def _node_problems(
             problems.setdefault(key, Problem(path, key, found, _AUX_EXPECTED))
             continue
         is_key = loc[-1] == "[key]"
-        key = ".".join(x for x in loc if x != "[key]")
+        key = ".".join(_key_part(x) for x in loc if x != "[key]")
         ctx = e.get("ctx") or {}
         if e["type"].startswith("hax_"):
             expected, found = e["msg"], str(ctx.get("found", ""))
@@ -137,7 +142,7 @@ def _config_problems(config: Any, readers: Mapping[str, tuple[Any, str, str]]) -
             where = f"read by the {kind} at {path or '<root>'}"
             if key not in config:
                 problems.append(
-                    Problem("", f"global_config.{key}", "nothing", f"a {typ.__name__} ({where})")
+                    Problem("", f"global_config.{key}", "nothing", f"{a(typ.__name__)} ({where})")
                 )
             elif type(config[key]) is not typ:
                 problems.append(
@@ -145,7 +150,7 @@ def _config_problems(config: Any, readers: Mapping[str, tuple[Any, str, str]]) -
                         "",
                         f"global_config.{key}",
                         _describe(config[key]),
-                        f"a {typ.__name__} ({where})",
+                        f"{a(typ.__name__)} ({where})",
                     )
                 )
     return problems

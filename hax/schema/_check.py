@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import Problem
+from ._errors import Problem, a
 from ._spec import ArraySpec, Dim, LayerSpec, dtype_matches
 
 
@@ -99,11 +99,11 @@ def check_node_spec(
     for name, typ in spec.aux.items():
         value = aux.get(name, _MISSING)
         if value is _MISSING:
-            needs = f"a {typ.__name__} (the {spec.kind} needs it)"
+            needs = f"{a(typ.__name__)} (the {spec.kind} needs it)"
             problems.append(Problem(path, f"aux.{name}", "nothing", needs))
         elif type(value) is not typ and not (typ is float and type(value) is int):
-            found = f"a {type(value).__name__}"
-            problems.append(Problem(path, f"aux.{name}", found, f"a {typ.__name__}"))
+            found = a(type(value).__name__)
+            problems.append(Problem(path, f"aux.{name}", found, a(typ.__name__)))
     # Dimension names bind first from aux values of the same name.
     bound: dict[str, Any] = {k: v for k, v in aux.items() if type(v) is int}
     for kind, declared in (("params", spec.params), ("buffers", spec.buffers)):
@@ -134,7 +134,7 @@ def check_node_spec(
             if aspec.dtypes is not None and not dtype_matches(aspec, dtype):
                 found = f"dtype {dtype}"
                 problems.append(
-                    Problem(path, f"{kind}.{name}", found, f"a {aspec.dtype_label} dtype")
+                    Problem(path, f"{kind}.{name}", found, f"{a(aspec.dtype_label)} dtype")
                 )
             if not match_shape(aspec, shape, bound):
                 problems.append(

@@ -3,6 +3,11 @@
 from dataclasses import dataclass
 
 
+def a(noun: str) -> str:
+    """`noun` with its indefinite article: `a("int")` is `"an int"`."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem: where (`path` of the node, `key` within it), what was found and

@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType, TypedDict
 
 from .._static import ARRAY_TYPES
+from ._errors import a
 
 
 def _key_str(key: Any) -> str:
@@ -38,22 +39,30 @@ def _key_str(key: Any) -> str:
     return str(key)
 
 
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
 def _check_array_tree(value: Any) -> Any:
     """Every leaf of a param/buffer pytree must be a JAX or NumPy array."""
     if isinstance(value, ARRAY_TYPES):
         return value
-    bad = [
-        f"{'/'.join(_key_str(k) for k in path) or '<entry>'} is a {type(leaf).__name__}"
-        for path, leaf in jax.tree_util.tree_leaves_with_path(value, is_leaf=lambda x: x is None)
-        if not isinstance(leaf, ARRAY_TYPES)
-    ]
-    if bad or value is None:
-        raise PydanticCustomError(
-            "hax_not_array",
-            "a JAX or NumPy array (or a pytree of them)",
-            {"found": "; ".join(bad) if bad else "None"},
-        )
-    return value
+    if value is None or not isinstance(value, dict | list | tuple):
+        found = "None" if value is None else a(type(value).__name__)
+    else:
+        bad = [
+            f"{'/'.join(_key_str(k) for k in path)} ({type(leaf).__name__})"
+            for path, leaf in jax.tree_util.tree_leaves_with_path(
+                value, is_leaf=lambda x: x is None
+            )
+            if not isinstance(leaf, ARRAY_TYPES)
+        ]
+        if not bad:
+            return value
+        found = f"{a(type(value).__name__)} with non-array leaves {', '.join(bad)}"
+    raise PydanticCustomError(
+        "hax_not_array", "a JAX or NumPy array (or a pytree of them)", {"found": found}
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -73,7 +82,7 @@ def _check_apply(value: Any) -> Any:
         raise PydanticCustomError(
             "hax_not_callable",
             "a callable apply(tree, global_config, *args)",
-            {"found": f"a {type(value).__name__}"},
+            {"found": a(type(value).__name__)},
         )
     try:
         problem = _apply_problem(value)
