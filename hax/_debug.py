@@ -10,10 +10,12 @@ with the node's path. Off, `apply_tree` calls `tree["apply"]` directly.
 import contextlib
 import os
 import typing
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import beartype
+import jax
 import jaxtyping
 
 from ._static import static_key
@@ -62,17 +64,26 @@ def _has_array_annotations(fn: Callable[..., Any]) -> bool:
     return any("jaxtyping" in repr(h) or "Array" in repr(h) for h in hints.values())
 
 
-_CHECKED: dict[Any, Callable[..., Any]] = {}
+_CHECKED: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
 
 
 def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` under jaxtyping + beartype if it carries annotations, else `fn` (cached)."""
-    checked = _CHECKED.get(fn)
-    if checked is None:
-        checked = fn
-        if _has_array_annotations(fn):
-            checked = jaxtyping.jaxtyped(typechecker=beartype.beartype)(fn)
+    """`fn` under jaxtyping + beartype if it carries annotations, else `fn`.
+
+    Cached per function, weakly (closures are not kept alive); unhashable or
+    unweakreferenceable callables are wrapped anew each time.
+    """
+    try:
+        return _CHECKED[fn]
+    except (KeyError, TypeError):
+        pass
+    checked = fn
+    if _has_array_annotations(fn):
+        checked = jaxtyping.jaxtyped(typechecker=beartype.beartype)(fn)
+    try:
         _CHECKED[fn] = checked
+    except TypeError:
+        pass
     return checked
 
 
@@ -102,9 +113,15 @@ def _join(hint: str, when: str) -> str:
     return f"{hint}; {when}" if hint else when
 
 
+def _shapes(value: Any) -> Any:
+    """The structure, shapes and dtypes of a param or buffer (a pytree of arrays)."""
+    leaves, treedef = jax.tree_util.tree_flatten(value)
+    return treedef, tuple((getattr(x, "shape", None), getattr(x, "dtype", None)) for x in leaves)
+
+
 def _signature(tree: StructureTree) -> tuple[Any, ...]:
     arrays = {
-        f"{kind}.{name}": (getattr(v, "shape", None), getattr(v, "dtype", None))
+        f"{kind}.{name}": _shapes(v)
         for kind in ("params", "buffers")
         for name, v in tree[kind].items()
     }
@@ -140,6 +157,13 @@ def checked_apply(
     if problems:
         raise ValidationError(problems)
     return new_tree, out
+
+
+def _fmt_shapes(shapes: Any) -> str:
+    treedef, leaves = shapes
+    parts = [f"shape {s} dtype {d}" for s, d in leaves]
+    text = parts[0] if len(parts) == 1 else "[" + "; ".join(parts) + "]"
+    return text if treedef.num_leaves == 1 and treedef.num_nodes == 1 else f"{text} in {treedef}"
 
 
 def _changes(before: tuple[Any, ...], after: tuple[Any, ...], path: str) -> list[Problem]:

@@ -78,7 +78,7 @@ class BoundApply:
     retrace when rebuilt.
     """
 
-    __slots__ = ("__weakref__", "_key", "_slots", "global_config", "skeleton")
+    __slots__ = ("__weakref__", "_debug", "_key", "_slots", "global_config", "skeleton")
 
     def __init__(
         self,
@@ -89,6 +89,7 @@ class BoundApply:
         self.skeleton = skeleton
         self.global_config = global_config
         self._slots = slots
+        self._debug = DEBUG.enabled
         self._key: Any = None
 
     def tree(self, state: dict[str, Any]) -> StructureTree:
@@ -128,7 +129,11 @@ class BoundApply:
 
     def _static(self) -> Any:
         if self._key is None:
-            self._key = static_key((self.skeleton, self.global_config, tuple(self._slots)))
+            # The debug flag at bind time is part of the identity: jax caches traces by
+            # the function's equality, and a trace made with checks off must not be
+            # reused by an apply bound inside `hax.debug()`.
+            key = (self.skeleton, self.global_config, tuple(self._slots), self._debug)
+            self._key = static_key(key)
         return self._key
 
     def __eq__(self, other: object) -> bool:

@@ -12,7 +12,6 @@ from .schema._spec import spec_of
 
 T = TypeVar("T")
 
-_AUX_EXPECTED = "a hashable JSON-like value (bool, int, float, str, None, or a tuple of them)"
 _NODE_EXPECTED = {
     "dict_type": "a dict",
     "extra_forbidden": "no such key (a node has params, buffers, aux, apply, submodules)",
@@ -39,12 +38,6 @@ def _node_problems(
     problems: dict[str, Problem] = {}
     for e in err.errors(include_url=False, include_context=True, include_input=True):
         loc = [str(x) for x in e["loc"]]
-        kind = loc[0]
-        if kind == "aux" and len(loc) >= 2 and loc[-1] != "[key]":
-            key = f"aux.{loc[1]}"
-            found = _describe(node["aux"][loc[1]]) if isinstance(node.get("aux"), Mapping) else "?"
-            problems.setdefault(key, Problem(path, key, found, _AUX_EXPECTED))
-            continue
         is_key = loc[-1] == "[key]"
         key = ".".join(_key_part(x) for x in loc if x != "[key]")
         ctx = e.get("ctx") or {}
@@ -121,18 +114,34 @@ def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
     return tree
 
 
+def _value_path(root: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The parts of a pydantic error location that name keys or indices in `root`
+    (dropping the union-member tags pydantic adds in between)."""
+    parts, value = [], root
+    for part in loc:
+        if isinstance(value, dict) and part in value:
+            parts.append(_key_part(str(part)))
+            value = value[part]
+        elif isinstance(value, list | tuple) and isinstance(part, int) and part < len(value):
+            parts.append(str(part))
+            value = value[part]
+        elif part == "[key]":
+            break
+    return parts
+
+
 def _config_problems(config: Any, readers: Mapping[str, tuple[Any, str, str]]) -> list[Problem]:
     problems = []
     try:
         CONFIG_ADAPTER.validate_python(config)
     except pydantic.ValidationError as err:
         for e in err.errors(include_url=False, include_input=True):
-            key = ".".join(str(x) for x in e["loc"] if x != "[key]")
+            key = ".".join(["global_config", *_value_path(config, e["loc"])])
             found = _describe(e.get("input"))
             problems.append(
                 Problem(
                     "",
-                    f"global_config.{key}",
+                    key,
                     found,
                     "a JSON object (str keys; bool/int/float/str/None/list/dict values)",
                 )
@@ -144,7 +153,7 @@ def _config_problems(config: Any, readers: Mapping[str, tuple[Any, str, str]]) -
                 problems.append(
                     Problem("", f"global_config.{key}", "nothing", f"{a(typ.__name__)} ({where})")
                 )
-            elif type(config[key]) is not typ:
+            elif type(config[key]) is not typ and not (typ is float and type(config[key]) is int):
                 problems.append(
                     Problem(
                         "",

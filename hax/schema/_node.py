@@ -47,14 +47,13 @@ def _check_array_tree(value: Any) -> Any:
     """Every leaf of a param/buffer pytree must be a JAX or NumPy array."""
     if isinstance(value, ARRAY_TYPES):
         return value
-    if value is None or not isinstance(value, dict | list | tuple):
+    leaves = jax.tree_util.tree_leaves_with_path(value, is_leaf=_is_none)
+    if len(leaves) == 1 and leaves[0][1] is value:  # not a pytree container
         found = "None" if value is None else a(type(value).__name__)
     else:
         bad = [
             f"{'/'.join(_key_str(k) for k in path)} ({type(leaf).__name__})"
-            for path, leaf in jax.tree_util.tree_leaves_with_path(
-                value, is_leaf=lambda x: x is None
-            )
+            for path, leaf in leaves
             if not isinstance(leaf, ARRAY_TYPES)
         ]
         if not bad:
@@ -95,6 +94,24 @@ def _check_apply(value: Any) -> Any:
     return value
 
 
+_AUX_TYPES = (bool, int, float, str, type(None))
+
+
+def _is_aux_value(value: Any) -> bool:
+    kind = type(value)  # exact types: no 0-d arrays or NumPy scalars (they hash poorly)
+    return kind in _AUX_TYPES or (kind is tuple and all(_is_aux_value(v) for v in value))
+
+
+def _check_aux_value(value: Any) -> Any:
+    if not _is_aux_value(value):
+        raise PydanticCustomError(
+            "hax_bad_aux",
+            "a hashable JSON-like value (bool, int, float, str, None, or a tuple of them)",
+            {"found": a(type(value).__name__)},
+        )
+    return value
+
+
 ArrayTree = Annotated[Any, AfterValidator(_check_array_tree)]
 AuxValue = TypeAliasType(
     "AuxValue",
@@ -110,7 +127,7 @@ class NodeSchema(TypedDict):
 
     params: dict[StrictStr, ArrayTree]
     buffers: dict[StrictStr, ArrayTree]
-    aux: dict[StrictStr, AuxValue]
+    aux: dict[StrictStr, Annotated[Any, PlainValidator(_check_aux_value)]]
     apply: Annotated[Any, PlainValidator(_check_apply)]
     submodules: dict[NodeName, dict[str, Any]]
 
