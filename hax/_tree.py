@@ -305,11 +305,13 @@ def named_nodes(tree: StructureTree) -> list[tuple[tuple[str, ...], StructureTre
     return out
 
 
-def _key_str(key: Any) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
+def key_path_str(key_path: Sequence[Any]) -> str:
+    """A jax key path (`DictKey`, `SequenceKey`, `GetAttrKey`, ...) as `"a/0/b"`."""
+    parts = []
+    for key in key_path:
+        attr = next((a for a in ("key", "idx", "name") if hasattr(key, a)), None)
+        parts.append(str(getattr(key, attr)) if attr else str(key))
+    return "/".join(parts)
 
 
 def named_leaves(
@@ -326,5 +328,5 @@ def named_leaves(
         for kind in kinds:
             leaves, _ = jax.tree_util.tree_flatten_with_path(node[kind])  # type: ignore[literal-required]  # kind is checked by the caller
             for key_path, leaf in leaves:
-                out.append((prefix + kind + "/" + "/".join(_key_str(k) for k in key_path), leaf))
+                out.append((prefix + kind + "/" + key_path_str(key_path), leaf))
     return out

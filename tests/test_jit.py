@@ -421,24 +421,6 @@ def test_alternating_structures_reuse_their_traces():
     assert len(count) == 2
 
 
-def test_debug_flag_is_part_of_the_cache_key():
-    count = []
-
-    @hax.jit
-    def f(tree, config, x):
-        count.append(hax.debug_enabled())
-        return hax.apply_tree(tree, config, x)
-
-    tree, config = nn.Linear(3, 2, rng=0)
-    x = jnp.ones((1, 3))
-    f(tree, config, x)
-    with hax.debug():
-        f(tree, config, x)
-        f(tree, config, x)
-    f(tree, config, x)
-    assert count == [False, True]
-
-
 def _make_closure_module():
     def closure_apply(tree, config, x):
         return tree, x * 2

@@ -29,14 +29,8 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType, TypedDict
 
 from .._static import ARRAY_TYPES
+from .._tree import key_path_str
 from ._errors import a
-
-
-def _key_str(key: Any) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
 
 
 def _is_none(x: Any) -> bool:
@@ -52,7 +46,7 @@ def _check_array_tree(value: Any) -> Any:
         found = "None" if value is None else a(type(value).__name__)
     else:
         bad = [
-            f"{'/'.join(_key_str(k) for k in path)} ({type(leaf).__name__})"
+            f"{key_path_str(path)} ({type(leaf).__name__})"
             for path, leaf in leaves
             if not isinstance(leaf, ARRAY_TYPES)
         ]
