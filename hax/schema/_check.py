@@ -20,7 +20,10 @@ def _fmt_expected(dims: tuple[Dim, ...], bound: Mapping[str, Any]) -> str:
             assert d.name is not None
             parts.append(f"{d.name}={bound[d.name]}" if d.name in bound else d.name)
         elif d.kind == "variadic":
-            parts.append(f"*{d.name}" if d.name else "...")
+            if d.name is None:
+                parts.append("...")
+            else:
+                parts.append(f"*{d.name}={bound[d.name]}" if d.name in bound else f"*{d.name}")
         elif d.kind == "symbolic":
             parts.append(str(d.expr))
         else:
@@ -86,6 +89,10 @@ def match_shape(spec: ArraySpec, shape: tuple[int, ...], bound: dict[str, Any]) 
 _MISSING = object()
 
 
+def _is_int_tuple(value: Any) -> bool:
+    return type(value) is tuple and all(type(v) is int for v in value)
+
+
 def check_node_spec(
     node: Mapping[str, Any], spec: LayerSpec, path: str, problems: list[Problem]
 ) -> None:
@@ -104,8 +111,9 @@ def check_node_spec(
         elif type(value) is not typ and not (typ is float and type(value) is int):
             found = a(type(value).__name__)
             problems.append(Problem(path, f"aux.{name}", found, a(typ.__name__)))
-    # Dimension names bind first from aux values of the same name.
-    bound: dict[str, Any] = {k: v for k, v in aux.items() if type(v) is int}
+    # Dimension names bind first from aux values of the same name: ints for named
+    # dims, tuples of ints for variadic ones (`*normalized_shape`).
+    bound: dict[str, Any] = {k: v for k, v in aux.items() if type(v) is int or _is_int_tuple(v)}
     for kind, declared in (("params", spec.params), ("buffers", spec.buffers)):
         entries = node.get(kind)
         if type(entries) is not dict:
