@@ -2,8 +2,7 @@
 
 from typing import Any, cast
 
-from ._debug import STATE as DEBUG
-from ._debug import checked_apply
+from ._debug import STATE as DEBUG, checked_apply
 from ._static import static_key
 from ._tree import fill_tree, named_nodes, structure_tree_map
 from ._types import GlobalConfig, Module, StructureTree

@@ -1,8 +1,66 @@
-"""PyTorch-named layers. Each constructor returns a module `(tree, global_config)`."""
+"""PyTorch-named layers. Each constructor returns a module `(tree, global_config)`.
 
-from ._dropout import Dropout as Dropout
-from ._dropout import dropout_apply as dropout_apply
-from ._linear import Linear as Linear
-from ._linear import linear_apply as linear_apply
-from ._sequential import Sequential as Sequential
-from ._sequential import sequential_apply as sequential_apply
+Parameter names, layouts, argument defaults and initialisation follow PyTorch, so a
+PyTorch `state_dict` maps onto `tree["params"]`/`tree["buffers"]` by name.
+`hax.nn.functional` has the pure functions and losses.
+"""
+
+from . import functional as functional
+from ._activation import (
+    GELU as GELU,
+    LogSoftmax as LogSoftmax,
+    ReLU as ReLU,
+    Sigmoid as Sigmoid,
+    SiLU as SiLU,
+    Softmax as Softmax,
+    Tanh as Tanh,
+    gelu_apply as gelu_apply,
+    log_softmax_apply as log_softmax_apply,
+    relu_apply as relu_apply,
+    sigmoid_apply as sigmoid_apply,
+    silu_apply as silu_apply,
+    softmax_apply as softmax_apply,
+    tanh_apply as tanh_apply,
+)
+from ._basic import (
+    Bilinear as Bilinear,
+    Flatten as Flatten,
+    Identity as Identity,
+    bilinear_apply as bilinear_apply,
+    flatten_apply as flatten_apply,
+    identity_apply as identity_apply,
+)
+from ._conv import (
+    Conv1d as Conv1d,
+    Conv2d as Conv2d,
+    Conv3d as Conv3d,
+    ConvTranspose2d as ConvTranspose2d,
+    conv1d_apply as conv1d_apply,
+    conv2d_apply as conv2d_apply,
+    conv3d_apply as conv3d_apply,
+    conv_transpose2d_apply as conv_transpose2d_apply,
+)
+from ._dropout import Dropout as Dropout, dropout_apply as dropout_apply
+from ._embedding import Embedding as Embedding, embedding_apply as embedding_apply
+from ._linear import Linear as Linear, linear_apply as linear_apply
+from ._norm import (
+    BatchNorm1d as BatchNorm1d,
+    BatchNorm2d as BatchNorm2d,
+    GroupNorm as GroupNorm,
+    LayerNorm as LayerNorm,
+    RMSNorm as RMSNorm,
+    batch_norm1d_apply as batch_norm1d_apply,
+    batch_norm2d_apply as batch_norm2d_apply,
+    group_norm_apply as group_norm_apply,
+    layer_norm_apply as layer_norm_apply,
+    rms_norm_apply as rms_norm_apply,
+)
+from ._pool import (
+    AdaptiveAvgPool2d as AdaptiveAvgPool2d,
+    AvgPool2d as AvgPool2d,
+    MaxPool2d as MaxPool2d,
+    adaptive_avg_pool2d_apply as adaptive_avg_pool2d_apply,
+    avg_pool2d_apply as avg_pool2d_apply,
+    max_pool2d_apply as max_pool2d_apply,
+)
+from ._sequential import Sequential as Sequential, sequential_apply as sequential_apply

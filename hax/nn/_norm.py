@@ -1,0 +1,560 @@
+"""Normalisation layers: `BatchNorm1d`, `BatchNorm2d`, `LayerNorm`, `GroupNorm`, `RMSNorm`.
+
+PyTorch's names, layouts, defaults and running-statistics updates. Statistics are
+computed in at least float32 and the output has the input's dtype.
+
+`BatchNorm*(..., axis_name="batch")` synchronises its batch statistics over a named
+axis (`jax.vmap(..., axis_name="batch")`, `shard_map`, `pmap`), like PyTorch's
+`SyncBatchNorm`: each call normalises its own `(N, C, ...)` input with the mean and
+variance of all inputs along that axis, so vmapping calls over slices of a batch
+gives the same outputs and the same running statistics as one call on the whole
+batch. The new buffers are then equal along the axis: with `hax.bind_module`, use
+`jax.vmap(apply, in_axes=(None, 0), out_axes=(None, 0), axis_name="batch")` to get
+them once, or with the default `out_axes=0` take one copy,
+`jax.tree.map(lambda b: b[0], new_state)`.
+"""
+
+import math
+from typing import Any, NotRequired
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+from typing_extensions import TypedDict
+
+from .._types import GlobalConfig, Module, StructureTree
+from .._validate import validate
+from ..schema import layer_spec, register_spec
+from ._dropout import read_train_mode
+
+# ---------------------------------------------------------------- BatchNorm
+
+
+class BatchNormParams(TypedDict):
+    weight: NotRequired[Float[Array, " num_features"]]  # leading space: not a name for linters
+    bias: NotRequired[Float[Array, " num_features"]]
+
+
+class BatchNormBuffers(TypedDict):
+    running_mean: NotRequired[Float[Array, " num_features"]]
+    running_var: NotRequired[Float[Array, " num_features"]]
+    num_batches_tracked: NotRequired[Int[Array, ""]]
+
+
+_UNBOUND_AXIS = (
+    "{kind} was built with axis_name={axis!r}, so it must run inside a transformation "
+    "that names that axis, e.g. `jax.vmap(apply, in_axes=(None, 0), out_axes=(None, 0), "
+    "axis_name={axis!r})`, or `shard_map`/`pmap` with it; build the layer with "
+    "axis_name=None to use the statistics of each call's own batch"
+)
+
+
+def _compute_dtype(x: jax.Array) -> Any:
+    """Statistics are computed in at least float32 (PyTorch accumulates half types in float)."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _batch_stats(
+    x: jax.Array, axes: tuple[int, ...], axis_name: str | None, kind: str
+) -> tuple[jax.Array, jax.Array, int]:
+    """Per-channel mean, biased variance and element count over `axes` (and `axis_name`).
+
+    Two passes (mean, then mean of squared deviations), each averaged over the named
+    axis with `pmean`: the same numbers as one call on the gathered batch, without the
+    cancellation of `E[x^2] - E[x]^2`. Every call along the axis has the same shape,
+    so the mean of the per-call means is the mean of the whole.
+    """
+    count = math.prod(x.shape[a] for a in axes)
+    keep = tuple(1 if a in axes else s for a, s in enumerate(x.shape))
+    mean = jnp.mean(x, axis=axes)
+    if axis_name is not None:
+        try:
+            mean = jax.lax.pmean(mean, axis_name)  # type: ignore[no-untyped-call]  # untyped in jax
+            count *= jax.lax.axis_size(axis_name)
+        except NameError:
+            raise NameError(_UNBOUND_AXIS.format(kind=kind, axis=axis_name)) from None
+    var = jnp.mean(jnp.square(x - mean.reshape(keep)), axis=axes)
+    if axis_name is not None:
+        var = jax.lax.pmean(var, axis_name)  # type: ignore[no-untyped-call]  # untyped in jax
+    return mean, var, count
+
+
+def _batch_norm(
+    tree: StructureTree, global_config: GlobalConfig, x: jax.Array, kind: str
+) -> tuple[StructureTree, jax.Array]:
+    """PyTorch's `BatchNorm._BatchNorm.forward` for an `(N, C, *)` input."""
+    train = read_train_mode(global_config, kind)
+    aux, params, buffers = tree["aux"], tree["params"], tree["buffers"]
+    num_features = aux["num_features"]
+    if x.shape[1] != num_features:
+        raise ValueError(
+            f"{kind}: the input has {x.shape[1]} channels (axis 1 of shape {x.shape}), but "
+            f"the layer was built with num_features={num_features}"
+        )
+    axes = (0, *range(2, x.ndim))
+    keep = (1, num_features) + (1,) * (x.ndim - 2)
+    tracking = "running_mean" in buffers
+    xc = x.astype(_compute_dtype(x))
+    new_tree = tree
+    if train or not tracking:
+        # PyTorch uses batch statistics in training, and also in eval without running stats.
+        mean, var, count = _batch_stats(xc, axes, aux["axis_name"], kind)
+        if count == 1:
+            raise ValueError(
+                f"{kind}: expected more than 1 value per channel when training, got input "
+                f"shape {x.shape}"
+                + (f" over axis {aux['axis_name']!r}" if aux["axis_name"] else "")
+            )
+        if train and tracking:
+            num_batches = buffers["num_batches_tracked"] + 1
+            momentum = aux["momentum"]
+            # momentum=None: a cumulative moving average, as PyTorch.
+            factor = 1.0 / num_batches.astype(xc.dtype) if momentum is None else momentum
+            # Buffers carry no gradient (PyTorch updates them under no_grad).
+            batch_mean = jax.lax.stop_gradient(mean)
+            unbiased = jax.lax.stop_gradient(var) * (count / (count - 1))
+            running_mean, running_var = buffers["running_mean"], buffers["running_var"]
+            new_mean = (1 - factor) * running_mean + factor * batch_mean
+            new_var = (1 - factor) * running_var + factor * unbiased
+            new_buffers = {
+                **buffers,
+                "running_mean": new_mean.astype(running_mean.dtype),
+                "running_var": new_var.astype(running_var.dtype),
+                "num_batches_tracked": num_batches,
+            }
+            new_tree = {**tree, "buffers": new_buffers}
+    else:
+        mean, var = buffers["running_mean"], buffers["running_var"]
+    y = (xc - mean.reshape(keep)) * jax.lax.rsqrt(var.reshape(keep) + aux["eps"])
+    if "weight" in params:
+        y = y * params["weight"].reshape(keep)
+    if "bias" in params:
+        y = y + params["bias"].reshape(keep)
+    return new_tree, y.astype(x.dtype)
+
+
+def batch_norm1d_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[Array, "batch num_features *length"],
+) -> tuple[StructureTree, Float[Array, "batch num_features *length"]]:
+    """Normalise each channel of an `(N, C)` or `(N, C, L)` input; update running stats
+    in training."""
+    if x.ndim not in (2, 3):
+        raise ValueError(f"BatchNorm1d: expected 2D or 3D input (got {x.ndim}D input)")
+    return _batch_norm(tree, global_config, x, "BatchNorm1d")
+
+
+def batch_norm2d_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[Array, "batch num_features height width"],
+) -> tuple[StructureTree, Float[Array, "batch num_features height width"]]:
+    """Normalise each channel of an `(N, C, H, W)` input; update running stats in training."""
+    if x.ndim != 4:
+        raise ValueError(f"BatchNorm2d: expected 4D input (got {x.ndim}D input)")
+    return _batch_norm(tree, global_config, x, "BatchNorm2d")
+
+
+def _make_batch_norm(
+    apply: Any,
+    num_features: int,
+    eps: float,
+    momentum: float | None,
+    affine: bool,
+    track_running_stats: bool,
+    bias: bool,
+    axis_name: str | None,
+    dtype: Any,
+) -> Module:
+    params = {}
+    if affine:
+        params["weight"] = jnp.ones((num_features,), dtype)
+        if bias:
+            params["bias"] = jnp.zeros((num_features,), dtype)
+    buffers = {}
+    if track_running_stats:
+        buffers = {
+            "running_mean": jnp.zeros((num_features,), dtype),
+            "running_var": jnp.ones((num_features,), dtype),
+            # PyTorch's int64; JAX's default int (int32 unless jax_enable_x64 is on).
+            "num_batches_tracked": jnp.zeros((), int),
+        }
+    tree: StructureTree = {
+        "params": params,
+        "buffers": buffers,
+        "aux": {
+            "num_features": num_features,
+            "eps": float(eps),
+            "momentum": None if momentum is None else float(momentum),
+            "affine": affine,
+            "track_running_stats": track_running_stats,
+            "bias": bias,
+            "axis_name": axis_name,
+        },
+        "apply": apply,
+        "submodules": {},
+    }
+    config = {"train_mode": True}
+    return validate(tree, config), config
+
+
+def BatchNorm1d(
+    num_features: int,
+    eps: float = 1e-5,
+    momentum: float | None = 0.1,
+    affine: bool = True,
+    track_running_stats: bool = True,
+    *,
+    bias: bool = True,
+    axis_name: str | None = None,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """Batch normalisation over an `(N, C)` or `(N, C, L)` input, as `torch.nn.BatchNorm1d`.
+
+    Reads `global_config["train_mode"]`. In training, each channel is normalised with
+    the batch mean and biased variance, and the buffers are updated as PyTorch does:
+    `running = (1 - momentum) * running + momentum * batch_stat` with the *unbiased*
+    variance, and `num_batches_tracked += 1` (`momentum=None`: cumulative average,
+    factor `1 / num_batches_tracked`). In eval, the running statistics are used (the
+    batch statistics when `track_running_stats=False`).
+
+    Params `weight` (ones) and `bias` (zeros; not with `bias=False`) of shape
+    `(num_features,)` when `affine`; buffers `running_mean` (zeros), `running_var`
+    (ones) and `num_batches_tracked` (shape `()`, JAX's default int: int32 unless x64
+    is on, where PyTorch has int64) when `track_running_stats`. The returned config
+    is `{"train_mode": True}`.
+
+    **Arguments:**
+    - `num_features`, `eps`, `momentum`, `affine`, `track_running_stats`, `bias`: as
+      PyTorch (`bias` is keyword-only there too).
+    - `axis_name`: average the batch statistics over this named axis too (see the
+      module docstring); `None` uses each call's own batch.
+    - `dtype`: the params' and running statistics' dtype.
+    """
+    return _make_batch_norm(
+        batch_norm1d_apply,
+        num_features,
+        eps,
+        momentum,
+        affine,
+        track_running_stats,
+        bias,
+        axis_name,
+        dtype,
+    )
+
+
+def BatchNorm2d(
+    num_features: int,
+    eps: float = 1e-5,
+    momentum: float | None = 0.1,
+    affine: bool = True,
+    track_running_stats: bool = True,
+    *,
+    bias: bool = True,
+    axis_name: str | None = None,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """Batch normalisation over an `(N, C, H, W)` input, as `torch.nn.BatchNorm2d`.
+
+    Statistics per channel over `N, H, W`; otherwise exactly `BatchNorm1d` (train/eval
+    behaviour, running-statistics updates, params, buffers, `axis_name`).
+    """
+    return _make_batch_norm(
+        batch_norm2d_apply,
+        num_features,
+        eps,
+        momentum,
+        affine,
+        track_running_stats,
+        bias,
+        axis_name,
+        dtype,
+    )
+
+
+_BATCH_NORM_AUX = {
+    "num_features": int,
+    "eps": float,
+    "affine": bool,
+    "track_running_stats": bool,
+    "bias": bool,
+}
+register_spec(
+    batch_norm1d_apply,
+    layer_spec(
+        "BatchNorm1d",
+        params=BatchNormParams,
+        buffers=BatchNormBuffers,
+        aux=_BATCH_NORM_AUX,
+        config={"train_mode": bool},
+    ),
+)
+register_spec(
+    batch_norm2d_apply,
+    layer_spec(
+        "BatchNorm2d",
+        params=BatchNormParams,
+        buffers=BatchNormBuffers,
+        aux=_BATCH_NORM_AUX,
+        config={"train_mode": bool},
+    ),
+)
+
+# ---------------------------------------------------------------- LayerNorm / RMSNorm
+
+
+def _as_shape(normalized_shape: int | tuple[int, ...] | list[int], kind: str) -> tuple[int, ...]:
+    if isinstance(normalized_shape, int):
+        return (normalized_shape,)
+    shape = tuple(normalized_shape)
+    if not all(isinstance(s, int) for s in shape):
+        raise TypeError(f"{kind}: normalized_shape must be an int or ints, found {shape!r}")
+    return shape
+
+
+def _check_trailing(x: jax.Array, shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
+    """The axes of `x` that `shape` covers; an error if they are not its last dims."""
+    k = len(shape)
+    if x.ndim < k or tuple(x.shape[x.ndim - k :]) != shape:
+        raise ValueError(
+            f"{kind}: expected an input whose last dims are normalized_shape={shape}, "
+            f"found shape {tuple(x.shape)}"
+        )
+    return tuple(range(x.ndim - k, x.ndim))
+
+
+def _check_param(value: jax.Array, shape: tuple[int, ...], name: str, kind: str) -> None:
+    # validate cannot tie a variadic dim to a tuple in aux; a wrong shape would broadcast.
+    if tuple(value.shape) != shape:
+        raise ValueError(
+            f"{kind}: params.{name} has shape {tuple(value.shape)}, expected "
+            f"normalized_shape={shape}"
+        )
+
+
+class LayerNormParams(TypedDict):
+    weight: NotRequired[Float[Array, "*normalized_shape"]]
+    bias: NotRequired[Float[Array, "*normalized_shape"]]
+
+
+def layer_norm_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """Normalise over the trailing `normalized_shape` dims (biased variance), then scale
+    and shift."""
+    aux, params = tree["aux"], tree["params"]
+    shape = aux["normalized_shape"]
+    axes = _check_trailing(x, shape, "LayerNorm")
+    xc = x.astype(_compute_dtype(x))
+    mean = jnp.mean(xc, axis=axes, keepdims=True)
+    centered = xc - mean
+    var = jnp.mean(jnp.square(centered), axis=axes, keepdims=True)
+    y = centered * jax.lax.rsqrt(var + aux["eps"])
+    if "weight" in params:
+        _check_param(params["weight"], shape, "weight", "LayerNorm")
+        y = y * params["weight"]
+    if "bias" in params:
+        _check_param(params["bias"], shape, "bias", "LayerNorm")
+        y = y + params["bias"]
+    return tree, y.astype(x.dtype)
+
+
+def LayerNorm(
+    normalized_shape: int | tuple[int, ...] | list[int],
+    eps: float = 1e-5,
+    elementwise_affine: bool = True,
+    bias: bool = True,
+    *,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """Layer normalisation over the trailing `normalized_shape` dims, as `torch.nn.LayerNorm`.
+
+    `y = (x - mean) / sqrt(var + eps) * weight + bias`, with the mean and biased
+    variance over the last `len(normalized_shape)` dims. Params `weight` (ones) and
+    `bias` (zeros) of shape `normalized_shape` when `elementwise_affine` (no `bias`
+    when `bias=False`). `normalized_shape` is stored in aux as a tuple.
+    """
+    shape = _as_shape(normalized_shape, "LayerNorm")
+    params = {}
+    if elementwise_affine:
+        params["weight"] = jnp.ones(shape, dtype)
+        if bias:
+            params["bias"] = jnp.zeros(shape, dtype)
+    tree: StructureTree = {
+        "params": params,
+        "buffers": {},
+        "aux": {
+            "normalized_shape": shape,
+            "eps": float(eps),
+            "elementwise_affine": elementwise_affine,
+            "bias": bias,
+        },
+        "apply": layer_norm_apply,
+        "submodules": {},
+    }
+    return validate(tree), {}
+
+
+register_spec(
+    layer_norm_apply,
+    layer_spec(
+        "LayerNorm",
+        params=LayerNormParams,
+        aux={"normalized_shape": tuple, "eps": float, "elementwise_affine": bool, "bias": bool},
+    ),
+)
+
+
+class RMSNormParams(TypedDict):
+    weight: NotRequired[Float[Array, "*normalized_shape"]]
+
+
+def rms_norm_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """`x / sqrt(mean(x^2) + eps) * weight` over the trailing `normalized_shape` dims."""
+    aux, params = tree["aux"], tree["params"]
+    shape = aux["normalized_shape"]
+    axes = _check_trailing(x, shape, "RMSNorm")
+    eps = aux["eps"]
+    if eps is None:  # PyTorch: the machine epsilon of the input's dtype
+        eps = float(jnp.finfo(x.dtype).eps)  # type: ignore[no-untyped-call]  # untyped in jax
+    xc = x.astype(_compute_dtype(x))
+    y = xc * jax.lax.rsqrt(jnp.mean(jnp.square(xc), axis=axes, keepdims=True) + eps)
+    if "weight" in params:
+        _check_param(params["weight"], shape, "weight", "RMSNorm")
+        y = y * params["weight"]
+    return tree, y.astype(x.dtype)
+
+
+def RMSNorm(
+    normalized_shape: int | tuple[int, ...] | list[int],
+    eps: float | None = None,
+    elementwise_affine: bool = True,
+    *,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """Root-mean-square normalisation over the trailing dims, as `torch.nn.RMSNorm`.
+
+    `y = x / sqrt(mean(x^2) + eps) * weight`; `eps=None` means the machine epsilon of
+    the input's dtype, as PyTorch. Param `weight` (ones) of shape `normalized_shape`
+    when `elementwise_affine`.
+    """
+    shape = _as_shape(normalized_shape, "RMSNorm")
+    params = {"weight": jnp.ones(shape, dtype)} if elementwise_affine else {}
+    tree: StructureTree = {
+        "params": params,
+        "buffers": {},
+        "aux": {
+            "normalized_shape": shape,
+            "eps": None if eps is None else float(eps),
+            "elementwise_affine": elementwise_affine,
+        },
+        "apply": rms_norm_apply,
+        "submodules": {},
+    }
+    return validate(tree), {}
+
+
+register_spec(
+    rms_norm_apply,
+    layer_spec(
+        "RMSNorm",
+        params=RMSNormParams,
+        aux={"normalized_shape": tuple, "elementwise_affine": bool},
+    ),
+)
+
+# ---------------------------------------------------------------- GroupNorm
+
+
+class GroupNormParams(TypedDict):
+    weight: NotRequired[Float[Array, " num_channels"]]
+    bias: NotRequired[Float[Array, " num_channels"]]
+
+
+def group_norm_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[Array, "batch num_channels *spatial"],
+) -> tuple[StructureTree, Float[Array, "batch num_channels *spatial"]]:
+    """Normalise each sample over each group of `num_channels // num_groups` channels
+    (and all spatial dims), then scale and shift per channel."""
+    aux, params = tree["aux"], tree["params"]
+    groups, channels = aux["num_groups"], aux["num_channels"]
+    if x.ndim < 2 or x.shape[1] != channels:
+        raise ValueError(
+            f"GroupNorm: expected an (N, num_channels={channels}, *) input, found shape "
+            f"{tuple(x.shape)}"
+        )
+    n = x.shape[0]
+    if n * (channels // groups) * math.prod(x.shape[2:]) == 1:  # PyTorch's check
+        raise ValueError(
+            f"GroupNorm: expected more than 1 value per channel when training, got input "
+            f"shape {tuple(x.shape)}"
+        )
+    xc = x.astype(_compute_dtype(x)).reshape(n, groups, -1)
+    mean = jnp.mean(xc, axis=-1, keepdims=True)
+    centered = xc - mean
+    var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
+    y = (centered * jax.lax.rsqrt(var + aux["eps"])).reshape(x.shape)
+    keep = (1, channels) + (1,) * (x.ndim - 2)
+    if "weight" in params:
+        y = y * params["weight"].reshape(keep)
+    if "bias" in params:
+        y = y + params["bias"].reshape(keep)
+    return tree, y.astype(x.dtype)
+
+
+def GroupNorm(
+    num_groups: int,
+    num_channels: int,
+    eps: float = 1e-5,
+    affine: bool = True,
+    *,
+    bias: bool = True,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """Group normalisation of an `(N, C, *)` input, as `torch.nn.GroupNorm`.
+
+    The channels are split into `num_groups` groups; each sample's group is normalised
+    with its own mean and biased variance (no running statistics, same in train and
+    eval). Params `weight` (ones) and `bias` (zeros; not with `bias=False`) of shape
+    `(num_channels,)` when `affine`.
+    """
+    if num_groups <= 0 or num_channels % num_groups != 0:
+        raise ValueError(
+            f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups "
+            f"({num_groups})"
+        )
+    params = {}
+    if affine:
+        params["weight"] = jnp.ones((num_channels,), dtype)
+        if bias:
+            params["bias"] = jnp.zeros((num_channels,), dtype)
+    tree: StructureTree = {
+        "params": params,
+        "buffers": {},
+        "aux": {
+            "num_groups": num_groups,
+            "num_channels": num_channels,
+            "eps": float(eps),
+            "affine": affine,
+            "bias": bias,
+        },
+        "apply": group_norm_apply,
+        "submodules": {},
+    }
+    return validate(tree), {}
+
+
+register_spec(
+    group_norm_apply,
+    layer_spec(
+        "GroupNorm",
+        params=GroupNormParams,
+        aux={"num_groups": int, "num_channels": int, "eps": float, "affine": bool, "bias": bool},
+    ),
+)
