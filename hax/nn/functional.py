@@ -1,0 +1,20 @@
+"""Functional forms of the `hax.nn` layers and the losses, as `torch.nn.functional`.
+
+Use as `from hax.nn import functional as F`. Everything here is a pure function of
+arrays; see `hax.nn._functional` for where these differ from PyTorch.
+"""
+
+from ._functional import (
+    bilinear as bilinear,
+    cross_entropy as cross_entropy,
+    gelu as gelu,
+    linear as linear,
+    log_softmax as log_softmax,
+    mse_loss as mse_loss,
+    nll_loss as nll_loss,
+    relu as relu,
+    sigmoid as sigmoid,
+    silu as silu,
+    softmax as softmax,
+    tanh as tanh,
+)
