@@ -256,7 +256,7 @@ def cross_entropy(
             return jnp.sum(nll) / jnp.sum(tw)
         return _reduce(nll, reduction)
     smooth = -jnp.sum(logp if w_b is None else logp * w_b, axis=cdim)
-    pass
+    smooth = jnp.where(ignored, jnp.zeros((), smooth.dtype), smooth)
     if reduction == "mean":
         denom = jnp.sum(tw)
         nll_r, smooth_r = jnp.sum(nll) / denom, jnp.sum(smooth) / denom
