@@ -4,7 +4,9 @@
 (c) HAX via `hax.jit` over the whole structure tree and config. Prints the median
 µs per step of each and the ratios to (a), all measured in this run, for a
 64-128-128-10 MLP at batch 32 and for one `Linear(4, 4)` at batch 1 (where call
-overhead dominates). Variants are interleaved so machine noise hits all alike.
+overhead dominates). Each ratio is the median over repeats of the route's time
+over (a)'s time in the same repeat (routes run back to back, in rotating order),
+so slow drifts in machine load cancel.
 
 Run: `python benchmarks/dispatch.py [--repeats 30] [--steps 200]`
 """
@@ -134,17 +136,23 @@ def bench(name: str, sizes: list[int], batch: int, repeats: int, steps: int) -> 
     for k, (step, _, args) in routes.items():  # compile and warm up
         _, states[k] = time_steps(step, states[k], args, steps)
     times: dict[str, list[float]] = {k: [] for k in routes}
-    for _ in range(repeats):
-        for k, (step, _, args) in routes.items():
+    names = list(routes)
+    for r in range(repeats):
+        # Each repeat times every route back to back, starting with a different one, so
+        # the ratios compare measurements taken under the same machine load.
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            step, _, args = routes[k]
             us, states[k] = time_steps(step, states[k], args, steps)
             times[k].append(us)
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    base = medians["(a) hand-written JAX"]
+    base = times["(a) hand-written JAX"]
+    ratios = {
+        k: statistics.median(t / b for t, b in zip(v, base, strict=True)) for k, v in times.items()
+    }
     print(f"\n{name}: sizes {sizes}, batch {batch}, {repeats} repeats x {steps} steps")
     print(f"{'route':<28} {'median µs/step':>15} {'ratio to (a)':>13}")
-    for k, us in medians.items():
-        print(f"{k:<28} {us:>15.2f} {us / base:>13.3f}")
-    return {k: us / base for k, us in medians.items()}
+    for k, v in times.items():
+        print(f"{k:<28} {statistics.median(v):>15.2f} {ratios[k]:>13.3f}")
+    return ratios
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 import functools
 import inspect
 import itertools
+import operator
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -14,6 +15,8 @@ from ._static import combine, masks, partition, rebuild_parts, rebuilder
 
 _flatten = jax.tree_util.default_registry.flatten  # tree_flatten without its Python frame
 _compress = itertools.compress
+_map = map
+_is = operator.is_
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -265,8 +268,27 @@ class JitFunction(Generic[P, R]):
             out = entry.compiled(*groups)
             return entry.finish(out)  # type: ignore[no-any-return]  # R is the wrapped fn's result
         leaves, treedef = _flatten((args, kwargs, _KWARGS) if kwargs else args, None)
-        types = tuple(map(type, leaves))
         last = self._last
+        # A loop feeds back the tree this function returned, whose static leaves are the
+        # very objects of `last.statics`: identity is the cheapest exact check and implies
+        # equal types. Array positions are checked only if jax rejects what is there
+        # (a scalar there is traced, with the same results). Else: the full comparison.
+        if (
+            last is not None
+            and last.treedef == treedef
+            and all(_map(_is, _compress(leaves, last.is_static), last.statics))
+            and last.debug is DEBUG.enabled
+        ):
+            try:
+                out = last.compiled(*_compress(leaves, last.is_array))
+            except TypeError:
+                if masks(tuple(map(type, leaves)), leaves)[0] == last.is_array:
+                    raise
+            else:
+                if last.out_pick is not None:
+                    return last.out_unflatten(last.out_pick(out + last.out_statics))  # type: ignore[no-any-return]  # R is the wrapped fn's result
+                return last.finish(out)  # type: ignore[no-any-return]  # as above
+        types = tuple(map(type, leaves))
         if last is not None and last.types == types:
             statics = tuple(_compress(leaves, last.is_static))
             if last.statics == statics and last.treedef == treedef and last.debug is DEBUG.enabled:

@@ -442,3 +442,26 @@ def test_debug_mode_warns_when_a_recreated_apply_forces_a_retrace():
         run(_make_closure_module(), x)
         with pytest.warns(UserWarning, match="closure_apply.*module level"):
             run(_make_closure_module(), x)
+
+
+def test_fed_back_results_take_the_identity_fast_path_and_changes_still_count():
+    """A loop feeding results back matches by identity; an equal-valued but different
+    static (True for 1), a new value, or a non-array at an array position still goes
+    through the full comparison."""
+    counted = Counted(lambda t, x: (t, x * t["aux"]["k"], type(x).__name__))
+    f = hax.jit(counted)
+    tree = hax.fill_tree({"aux": {"k": 1}})
+    x = jnp.ones(2)
+    for _ in range(3):
+        tree, _, _ = f(tree, x)
+    assert counted.calls == 1
+    f(hax.fill_tree({"aux": {"k": True}}), x)
+    assert counted.calls == 2
+    _, y_two, _ = f(tree, x)  # back to the first entry: not retraced
+    assert counted.calls == 2
+    np.testing.assert_allclose(y_two, [1.0, 1.0])
+    _, _, kind = f(tree, "text")  # a str where an array was: static, not an error
+    assert kind == "str" and counted.calls == 3
+    f(tree, x)
+    _, y_scalar, _ = f(tree, 2.0)  # a Python scalar where an array was: same numbers
+    np.testing.assert_allclose(y_scalar, 2.0)
