@@ -1,6 +1,6 @@
 """HAX: typed, schema-validated neural networks on JAX. Models are plain dicts."""
 
-from . import meta as meta, nn as nn, optim as optim, schema as schema
+from . import meta as meta, nn as nn, optim as optim, precision as precision, schema as schema
 from ._config import merge_configs as merge_configs
 from ._debug import debug as debug, debug_enabled as debug_enabled
 from ._jit import JitFunction as JitFunction, jit as jit

@@ -9,4 +9,9 @@ from ._grad import (
     split_params as split_params,
     value_and_grad as value_and_grad,
 )
+from ._loss_scale import (
+    DynamicLossScaleState as DynamicLossScaleState,
+    all_finite as all_finite,
+    dynamic_loss_scale as dynamic_loss_scale,
+)
 from ._step import params_of as params_of, train_step as train_step

@@ -3,9 +3,11 @@
 from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
 import optax
 
 from ._grad import merge_params, split_params, value_and_grad
+from ._loss_scale import DynamicLossScaleState, select_tree
 
 
 def params_of(state: Any) -> Any:
@@ -31,6 +33,9 @@ def train_step(
     `jax.jit` when it is the flat state of `hax.bind_module`. Hyperparameters are
     traced when the optimizer is built with `optax.inject_hyperparams` (they live in
     `opt_state`), so they can be changed without recompiling, or differentiated.
+    With an optimizer wrapped by `dynamic_loss_scale`, the loss is scaled before
+    differentiation, a step with non-finite gradients is skipped, and `metrics` adds
+    `loss_scale` and `grads_finite`.
 
     **Example:**
     ```python
@@ -42,17 +47,32 @@ def train_step(
     """
     grad_fn = value_and_grad(loss_fn, has_aux=has_aux)
 
+    def scaled_loss(state: Any, batch: Any, scale: Any) -> Any:
+        loss, out = loss_fn(state, batch)
+        return loss.astype(jnp.float32) * scale, out
+
+    scaled_grad_fn = value_and_grad(scaled_loss, has_aux=has_aux)
+
     def step(state: Any, opt_state: Any, batch: Any) -> tuple[Any, Any, dict[str, Any]]:
-        (loss, out), grads = grad_fn(state, batch)
+        scaled = isinstance(opt_state, DynamicLossScaleState)
+        if scaled:
+            (loss, out), grads = scaled_grad_fn(state, batch, opt_state.scale)
+            loss = loss / opt_state.scale
+        else:
+            (loss, out), grads = grad_fn(state, batch)
         new_state, extra = out if has_aux else (out, {})
         if not isinstance(extra, dict):
             raise TypeError(
                 "hax.optim.train_step(has_aux=True): the loss function's metrics must be a "
                 f"dict, found {type(extra).__name__}"
             )
-        params = params_of(state)
+        params, rest = split_params(state)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return merge_params(params, split_params(new_state)[1]), opt_state, {"loss": loss, **extra}
+        new_rest = split_params(new_state)[1]
+        if scaled:  # a skipped step keeps the old buffers too
+            new_rest = select_tree(opt_state.finite, new_rest, rest)
+            extra = {**extra, "loss_scale": opt_state.scale, "grads_finite": opt_state.finite}
+        return merge_params(params, new_rest), opt_state, {"loss": loss, **extra}
 
     return step
