@@ -1,6 +1,14 @@
 """HAX: typed, schema-validated neural networks on JAX. Models are plain dicts."""
 
-from . import meta as meta, nn as nn, optim as optim, precision as precision, schema as schema
+from . import (
+    checkpoint as checkpoint,
+    meta as meta,
+    nn as nn,
+    optim as optim,
+    precision as precision,
+    schema as schema,
+    surgery as surgery,
+)
 from ._config import merge_configs as merge_configs
 from ._debug import debug as debug, debug_enabled as debug_enabled
 from ._jit import JitFunction as JitFunction, jit as jit
@@ -17,6 +25,7 @@ from ._organizer import (
 )
 from ._path import as_path as as_path, path_str as path_str
 from ._rng import next_rng_key as next_rng_key, rng_context as rng_context
+from ._summary import summary as summary
 from ._tree import (
     empty_tree as empty_tree,
     fill_tree as fill_tree,

@@ -1,0 +1,187 @@
+"""`load`, `load_with_report` and `read_info`: read checkpoints written by `save`."""
+
+import os
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import jax
+import numpy as np
+
+from .._module import bind_module
+from .._report import (
+    TransferReport,
+    format_report,
+    leaf_spec,
+    match_leaves,
+    replace_state_leaves,
+    state_leaves,
+)
+from .._types import GlobalConfig
+from ._format import (
+    FORMAT_VERSION,
+    Contents,
+    LeafInfo,
+    NodeInfo,
+    as_state,
+    build_structure,
+    fail,
+    read_contents,
+    read_tensor,
+)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit `like`: leaves missing, unused, or with another shape or
+    dtype. `report` is the `TransferReport` (file = src, like = dst) listing all of them."""
+
+    def __init__(self, message: str, report: TransferReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint holds, read from its header without reading any array.
+
+    - `format_version`: the file format's version.
+    - `config`: the saved global config, or `None` if none was saved.
+    - `nodes`: node path (`""` for the root) -> `NodeInfo(aux, apply)`, or `None` for a
+      checkpoint saved from a bound state. `apply` is the import path
+      `"module:qualname"` of the node's apply, for information: it is never imported.
+    - `leaves`: leaf name -> `LeafInfo(shape, dtype, impl)`, in state order.
+    """
+
+    format_version: int
+    config: GlobalConfig | None
+    nodes: dict[str, NodeInfo] | None
+    leaves: dict[str, LeafInfo]
+
+
+def read_info(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """The config, aux values, apply import paths, and leaf shapes and dtypes of a
+    checkpoint, read and validated from its header alone (no array is read)."""
+    with open(path, "rb") as f:
+        contents = read_contents(f, os.fspath(path))
+    return CheckpointInfo(FORMAT_VERSION, contents.config, contents.nodes, contents.leaves)
+
+
+def load(
+    path: str | os.PathLike[str], like: Any = None, strict: bool = True
+) -> tuple[Any, GlobalConfig]:
+    """Load a checkpoint written by `hax.checkpoint.save`.
+
+    Loading reads data only: it never unpickles, imports or runs anything named in
+    the file. The structure of a model (its apply functions) therefore comes from
+    `like`, the model you built with the same architecture.
+
+    **Arguments:**
+    - `path`: the file.
+    - `like`: what to load into: a structure tree, a module `(tree, config)`, or a
+      bound state (the flat dict of `hax.bind_module`). Its leaves may be arrays or
+      `jax.ShapeDtypeStruct`s; each loaded array is placed with the `sharding` of the
+      leaf it replaces, when that leaf has one. Its aux and apply values are kept.
+      Without `like`, `load` returns the bound state.
+    - `strict`: with `like`, every leaf name, shape and dtype must match: otherwise a
+      `CheckpointMismatchError` lists every missing, unused and mismatched leaf at
+      once. With `strict=False` the matching leaves are loaded and the rest of `like`
+      is kept; `load_with_report` also returns what happened.
+
+    **Returns:** `(loaded, config)`. `loaded` has the kind of `like`: a tree for a tree
+    or a module, a bound state for a bound state or for `like=None` (e.g.
+    `{"0/params/weight": ...}`; `hax.unbind_module(state, apply)` turns it into a tree).
+    `config` is the saved global config; if none was saved, `like`'s config for a
+    module, else `{}`.
+
+    Raises `CheckpointFormatError` (a `ValueError`) for a file that is truncated, not
+    safetensors, not a HAX checkpoint, of a newer format, or corrupt.
+
+    **Example:**
+    ```python
+    hax.checkpoint.save("model.safetensors", (tree, config))
+    tree, config = hax.checkpoint.load("model.safetensors", like=MyModel(rng=0))
+    ```
+    """
+    if like is None:
+        with open(path, "rb") as f:
+            contents = read_contents(f, os.fspath(path))
+            state = {
+                key: build_structure(s, lambda leaf: _read(f, contents, leaf, None))
+                for key, s in contents.state.items()
+            }
+        return state, contents.config or {}
+    loaded, config, _ = _load_into(path, like, strict)
+    return loaded, config
+
+
+def load_with_report(
+    path: str | os.PathLike[str], like: Any
+) -> tuple[Any, GlobalConfig, TransferReport]:
+    """`load(path, like, strict=False)`, and the `TransferReport` of what was loaded
+    (`copied`), kept from `like` (`missing`, `mismatched`) or left in the file
+    (`unused`); the file is the source and `like` the destination."""
+    if like is None:
+        raise TypeError("load_with_report needs `like`: the tree, module or state to load into")
+    return _load_into(path, like, False)
+
+
+def _load_into(
+    path: str | os.PathLike[str], like: Any, strict: bool
+) -> tuple[Any, GlobalConfig, TransferReport]:
+    name = os.fspath(path)
+    with open(path, "rb") as f:
+        contents = read_contents(f, name)
+        like_state, like_tree, like_config = as_state(like, "load: like")
+        named = state_leaves(like_state, "load: like")
+        report = match_leaves(
+            ((n, n, (i.shape, i.dtype)) for n, i in contents.leaves.items()),
+            {n: leaf_spec(x, f"load: like: {n}") for n, x in named},
+        )
+        if strict and (report.missing or report.unused or report.mismatched):
+            raise CheckpointMismatchError(_mismatch_message(name, report), report)
+        targets = dict(named)
+        new = {
+            e.path: _read(f, contents, e.path, getattr(targets[e.path], "sharding", None))
+            for e in report.copied
+        }
+    config = contents.config
+    if config is None:
+        config = like_config if like_config is not None else {}
+    new_state = replace_state_leaves(like_state, new)
+    if like_tree is None:
+        return new_state, config, report
+    _, bound = bind_module(like_tree, {})
+    return bound.tree(new_state), config, report
+
+
+def _read(f: BinaryIO, contents: Contents, name: str, sharding: Any) -> Any:
+    info = contents.leaves[name]
+    if info.impl is None and jax.dtypes.canonicalize_dtype(info.dtype) != np.dtype(info.dtype):
+        fail(
+            contents.path,
+            f"{name} holds {info.dtype}, which JAX keeps only with 64-bit types on; "
+            "enable them with jax.config.update('jax_enable_x64', True)",
+        )
+    array = read_tensor(f, contents, name)
+    value: Any = array
+    if info.impl is not None:
+        try:
+            value = jax.random.wrap_key_data(jax.numpy.asarray(array), impl=info.impl)
+        except (ValueError, TypeError, KeyError) as e:
+            fail(contents.path, f"{name}: cannot rebuild a PRNG key with impl {info.impl!r}: {e}")
+        if str(value.dtype) != info.dtype or value.shape != info.shape:
+            fail(contents.path, f"{name}: the key data does not rebuild a {info.dtype} key")
+    if sharding is not None:
+        return jax.device_put(value, sharding)
+    return jax.numpy.asarray(value) if isinstance(value, np.ndarray) else value
+
+
+def _mismatch_message(path: str, report: TransferReport) -> str:
+    problems = len(report.missing) + len(report.unused) + len(report.mismatched)
+    table = format_report(report, "file", "like", ("missing", "unused", "mismatched"))
+    return (
+        f"{path}: the checkpoint does not match `like` ({problems} "
+        f"problem{'s' if problems != 1 else ''}; missing: in like "
+        f"but not in the file, unused: in the file but not in like):\n{table}\n"
+        "Build `like` with the architecture that was saved (hax.checkpoint.read_info shows "
+        "it), or load what matches with strict=False (load_with_report says what loaded)."
+    )

@@ -1,0 +1,158 @@
+"""`save`: write a model's params and buffers (and its aux and config) atomically."""
+
+import contextlib
+import json
+import os
+import secrets
+from typing import Any
+
+import jax
+import numpy as np
+import safetensors
+
+from .._static import ARRAY_TYPES
+from .._tree import named_nodes
+from .._types import GlobalConfig, Module, StructureTree
+from ._format import (
+    DTYPE_CODES,
+    FORMAT,
+    FORMAT_VERSION,
+    as_state,
+    encode_structure,
+    encode_value,
+)
+
+
+def save(
+    path: str | os.PathLike[str],
+    tree_or_state: Module | StructureTree | dict[str, Any],
+    config: GlobalConfig | None = None,
+) -> None:
+    """Save every param and buffer to a safetensors file at `path`, with the aux values,
+    the node paths, the apply functions' import paths and the global config as JSON
+    metadata. No pickle: loading reads data and never runs code from the file.
+
+    All JAX dtypes safetensors knows are stored bit-exactly (bool, int8 to int64,
+    uint8 to uint64, float16, bfloat16, float32, float64, float8_e4m3fn, float8_e5m2,
+    complex64); a typed PRNG key (`jax.random.key`) is stored as its key data with
+    its implementation's name, and comes back as the same typed key.
+
+    The write is atomic: the file is written to a temporary file in the same
+    directory, flushed to disk and renamed over `path`, so an error or a crash part
+    way leaves any previous file at `path` as it was.
+
+    **Arguments:**
+    - `path`: the file to write (conventionally `*.safetensors`).
+    - `tree_or_state`: a structure tree, a module `(tree, config)`, or a bound state
+      (the flat dict of `hax.bind_module`, which has no aux or apply to save).
+    - `config`: the global config to save with a tree or a state (a module brings its
+      own; passing both raises `TypeError`).
+    """
+    state, tree, module_config = as_state(tree_or_state, "save")
+    if module_config is not None and config is not None:
+        raise TypeError(
+            "save: the module `(tree, config)` already has a config; pass `config=` only "
+            "with a bare tree or a state"
+        )
+    config = module_config if module_config is not None else config
+    structures: dict[str, Any] = {}
+    leaves: list[tuple[str, Any]] = []
+    for key, value in state.items():
+        structures[key] = encode_structure(value, key, leaves)
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    infos: dict[str, dict[str, Any]] = {}
+    for name, leaf in leaves:
+        if name in arrays:
+            raise ValueError(
+                f"save: two leaves are named {name!r} (a param or dict key containing '/'); "
+                "rename one so that leaf names are unique"
+            )
+        arrays[name], infos[name] = _host_array(leaf, name)
+    nodes = None
+    if tree is not None:
+        nodes = {
+            "/".join(p): {
+                "aux": encode_value(node["aux"], f"save: {'/'.join(p) or '<root>'}: aux"),
+                "apply": _import_path(node["apply"]),
+            }
+            for p, node in named_nodes(tree)
+        }
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(encode_value(config, "save: config")),
+        "nodes": json.dumps(nodes),
+        "state": json.dumps(structures),
+        "leaves": json.dumps(infos),
+    }
+    _write_atomically(os.fspath(path), arrays, metadata)
+
+
+def _host_array(leaf: Any, name: str) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+    """A leaf as a contiguous NumPy array in a dtype safetensors stores, and its info."""
+    if not isinstance(leaf, ARRAY_TYPES):
+        raise TypeError(
+            f"save: {name} is a {type(leaf).__name__}, not an array; params and buffers hold "
+            "arrays in dicts (str keys), lists, tuples and None"
+        )
+    info: dict[str, Any] = {"dtype": str(leaf.dtype)}
+    if isinstance(leaf, jax.Array):
+        if not leaf.is_fully_addressable:
+            raise ValueError(
+                f"save: {name} is sharded across processes; hax.checkpoint saves arrays that "
+                "one process can read in full (gather it first, e.g. with "
+                "jax.experimental.multihost_utils.process_allgather)"
+            )
+        if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            info["impl"] = str(jax.random.key_impl(leaf))
+            info["shape"] = list(leaf.shape)
+            leaf = jax.random.key_data(leaf)
+    host = np.asarray(leaf, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
+    if host.dtype.name not in DTYPE_CODES:
+        raise TypeError(
+            f"save: {name} has dtype {host.dtype.name}, which safetensors cannot store; "
+            f"cast it to one of {sorted(DTYPE_CODES)}"
+        )
+    return host, info
+
+
+def _import_path(apply: Any) -> str | None:
+    """`"module:qualname"` of an apply function, for information only."""
+    module, qualname = getattr(apply, "__module__", None), getattr(apply, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None
+    return f"{module}:{qualname}"
+
+
+def _write_atomically(
+    path: str, arrays: dict[str, np.ndarray[Any, Any]], metadata: dict[str, str]
+) -> None:
+    """Serialise to a temporary file next to `path`, fsync it, rename it over `path`."""
+    directory, base = os.path.split(os.path.abspath(path))
+    specs = {
+        name: safetensors.TensorSpec(
+            dtype=a.dtype.name, shape=list(a.shape), data_ptr=a.ctypes.data, data_len=a.nbytes
+        )
+        for name, a in arrays.items()  # `arrays` keeps the buffers alive while writing
+    }
+    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
+    # O_EXCL: never clobber another file; mode 0o666 lets the umask apply as for open().
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        safetensors.serialize_file(specs, tmp, metadata=metadata)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,87 @@
+"""Freezing: mark nodes' params as not trained, and the mask an optimizer reads."""
+
+from typing import Any
+
+import jax
+
+from .._tree import get_subtree, named_nodes, set_subtree, structure_tree_map
+from .._types import StructureTree
+from .._validate import validate
+from ._select import Selector, match, outermost
+
+FROZEN = "frozen"
+"""The `aux` key that marks a node's params as frozen (`aux["frozen"] = True`)."""
+
+
+def _set_frozen(tree: StructureTree, selector: Selector, frozen: bool, who: str) -> StructureTree:
+    def mark(node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+        aux = {k: v for k, v in node["aux"].items() if k != FROZEN}
+        return {**node, "aux": {**aux, FROZEN: True} if frozen else aux}
+
+    new_tree = tree
+    for path in outermost(match(tree, selector, who)):
+        new_tree = set_subtree(new_tree, path, structure_tree_map(mark, get_subtree(tree, path)))
+    return validate(new_tree)
+
+
+def freeze(tree: StructureTree, selector: Selector) -> StructureTree:
+    """Freeze the params of every node `selector` matches and of all their descendants.
+
+    Frozenness is recorded in each node's `aux` as `"frozen": True`, so it travels
+    with the node: through checkpoints that keep `aux`, through `hax.jit` (a change
+    of it recompiles, like any `aux` value) and through surgery (a node moved by
+    `insert_after` stays frozen; a node added by `replace` or `insert_*` is
+    trainable). Nothing changes in apply: an optimizer skips frozen params when given
+    `trainable_mask(tree)`. Buffers (e.g. BatchNorm statistics) still update in train
+    mode, as in PyTorch. Returns a new tree.
+
+    **Example:** `tree = hax.surgery.unfreeze(hax.surgery.freeze(tree, ""), "head")`
+    trains only the head.
+    """
+    return _set_frozen(tree, selector, True, "hax.surgery.freeze")
+
+
+def unfreeze(tree: StructureTree, selector: Selector) -> StructureTree:
+    """Undo `freeze` for every node `selector` matches and all their descendants."""
+    return _set_frozen(tree, selector, False, "hax.surgery.unfreeze")
+
+
+def trainable_mask(tree: StructureTree, *, flat: bool = False) -> dict[str, Any]:
+    """A boolean mask, `True` for every param to train and `False` for frozen ones.
+
+    By default it has the structure of `hax.filter_keys(tree, "params")` (and of the
+    params part of `hax.split_tree(tree, ["params"])`); with `flat=True` it has the
+    keys of `hax.bind_module`'s state (`"0/params/weight"`), buffers all `False`.
+
+    **Example** (with optax): give frozen params a zero update,
+    ```python
+    optimizer = optax.multi_transform(
+        {True: optax.adam(1e-3), False: optax.set_to_zero()},
+        hax.surgery.trainable_mask(tree),
+    )
+    ```
+    (`optax.masked(inner, mask)` alone is not enough: it passes the masked-out
+    gradients through unchanged.)
+    """
+
+    if not flat:
+        return structure_tree_map(  # type: ignore[no-any-return]  # the map rebuilds a tree
+            lambda n, path: {"params": _filled(n["params"], _trainable(n))}, tree
+        )
+    mask: dict[str, Any] = {}
+    for path, node in named_nodes(tree):
+        prefix = "".join(f"{name}/" for name in path)
+        for name, value in node["params"].items():
+            mask[f"{prefix}params/{name}"] = _filled(value, _trainable(node))
+        for name, value in node["buffers"].items():
+            mask[f"{prefix}buffers/{name}"] = _filled(value, False)
+    return mask
+
+
+def _trainable(node: Any) -> bool:
+    return node["aux"].get(FROZEN) is not True
+
+
+def _filled(value: Any, flag: bool) -> Any:
+    """`value` (an array or a pytree of arrays) with every leaf replaced by `flag`."""
+    return jax.tree_util.tree_map(lambda _: flag, value)

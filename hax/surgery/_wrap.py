@@ -1,0 +1,72 @@
+"""`Wrapped`: the apply of a wrapped node, static and compared by value under `jit`."""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .._types import ApplyFn, GlobalConfig, StructureTree
+from ..schema import LayerSpec, spec_of
+
+WrapFn = Callable[..., tuple[StructureTree, Any]]
+"""`fn(inner_apply, tree, global_config, *args, **kwargs) -> (new_tree, out)`."""
+
+
+class Wrapped:
+    """The apply of a wrapped node: `Wrapped(fn, inner)(tree, config, *args, **kwargs)`
+    is `fn(inner, tree, config, *args, **kwargs)`, and the returned node keeps this
+    apply whatever `fn` put there.
+
+    Two `Wrapped` compare equal (and hash alike) when their `fn` and `inner` are
+    equal, so rebuilding the same wrap with a module-level `fn` reuses the code that
+    `hax.jit` compiled; a `fn` created anew (a lambda, a closure) forces a retrace.
+    The node keeps the layer spec of `inner`, so `hax.validate` checks it as before.
+    """
+
+    __slots__ = ("__weakref__", "fn", "inner")
+
+    def __init__(self, fn: WrapFn, inner: ApplyFn) -> None:
+        if not callable(fn):
+            raise TypeError(
+                "hax.surgery.wrap: fn must be a callable fn(inner_apply, tree, config, *args, "
+                f"**kwargs) -> (tree, out), found {type(fn).__name__}"
+            )
+        self.fn = fn
+        self.inner = inner
+
+    def __call__(
+        self, tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
+    ) -> tuple[StructureTree, Any]:
+        new_tree, out = self.fn(self.inner, tree, global_config, *args, **kwargs)
+        if new_tree["apply"] is not self:
+            new_tree = {**new_tree, "apply": self}
+        return new_tree, out
+
+    @property
+    def __hax_spec__(self) -> LayerSpec | None:
+        return spec_of(self.inner)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Wrapped)
+            and bool(self.fn == other.fn)
+            and bool(self.inner == other.inner)
+        )
+
+    def __hash__(self) -> int:
+        return hash((Wrapped, self.fn, self.inner))
+
+    def __repr__(self) -> str:
+        return f"Wrapped({fn_name(self.fn)}, {fn_name(self.inner)})"
+
+
+def fn_name(fn: Any) -> str:
+    """A function's qualified name, for kinds and messages."""
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
+
+
+def unwrapped(apply: Any) -> Iterator[Any]:
+    """`apply`, then the apply it wraps, and so on down to the layer's own apply."""
+    while True:
+        yield apply
+        if not isinstance(apply, Wrapped):
+            return
+        apply = apply.inner
