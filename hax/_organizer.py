@@ -210,7 +210,6 @@ def organized_apply(fn: Callable[Concatenate[StateOrganizer, P], R]) -> ApplyFn:
     -> (new_tree, out)`, threading the state of every child `org` ran.
     """
 
-    @functools.wraps(fn)
     def apply(
         tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
     ) -> tuple[StructureTree, R]:
@@ -218,6 +217,12 @@ def organized_apply(fn: Callable[Concatenate[StateOrganizer, P], R]) -> ApplyFn:
         out = fn(org, *args, **kwargs)
         return org.get_state(), out
 
+    # Name and docs of `fn`, but not its annotations or `__wrapped__`: the apply's own
+    # signature is `(tree, global_config, *args)`, which is what debug mode checks.
+    functools.update_wrapper(
+        apply, fn, assigned=("__module__", "__name__", "__qualname__", "__doc__")
+    )
+    del apply.__wrapped__  # type: ignore[attr-defined]  # set by update_wrapper
     return apply
 
 

@@ -305,6 +305,25 @@ def named_nodes(tree: StructureTree) -> list[tuple[tuple[str, ...], StructureTre
     return out
 
 
+def numbered_children(tree: StructureTree, who: str) -> list[str]:
+    """The submodule names of a node that runs its children in order (`Sequential`),
+    sorted by number: `"0", "1", ..., "10"`.
+
+    The order comes from the names, not from the dict, because JAX rebuilds dicts with
+    sorted keys (`"10"` before `"2"`) whenever a tree passes through `jax.jit`,
+    `jax.grad` or `hax.jit`. Gaps (after `hax.surgery.remove`) are fine.
+    """
+    names = list(tree["submodules"])
+    bad = [n for n in names if not (n.isdecimal() and n.isascii())]
+    if bad:
+        raise ValueError(
+            f"{who} runs its children in the order of their numeric names ('0', '1', ...), "
+            f"but found {bad}; rename them to numbers (their order is not kept by JAX, "
+            "which sorts dict keys)"
+        )
+    return sorted(names, key=int)
+
+
 def key_path_str(key_path: Sequence[Any]) -> str:
     """A jax key path (`DictKey`, `SequenceKey`, `GetAttrKey`, ...) as `"a/0/b"`."""
     parts = []

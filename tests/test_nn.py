@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import hax
+from hax.interop import from_torch
 
 # ---------------------------------------------------------------- Linear
 
@@ -93,13 +94,7 @@ def test_torch_state_dict_maps_onto_linear():
     torch.manual_seed(0)
     layer = torch.nn.Linear(6, 3)
     tree, config = hax.nn.Linear(6, 3, rng=0)
-    state = layer.state_dict()
-    assert set(state) == set(tree["params"])
-    params = {}
-    for name, value in state.items():
-        assert tuple(value.shape) == tree["params"][name].shape  # no reshaping needed
-        params[name] = jnp.asarray(value.numpy())
-    tree = {**tree, "params": params}
+    tree = from_torch(layer, tree)  # strict: the names and shapes match, no reshaping needed
     x = np.random.default_rng(1).normal(size=(4, 6)).astype(np.float32)
     _, y = hax.apply_tree(tree, config, jnp.asarray(x))
     with torch.no_grad():
@@ -124,6 +119,21 @@ def test_sequential_names_and_threads_input():
     for module in (a, b, c):
         _, expected = hax.apply_tree(*module, expected)
     np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+def test_sequential_order_survives_jax_sorting_dict_keys():
+    """JAX rebuilds dicts with sorted keys ("10" before "2"): the order comes from the
+    numeric names, so 12 layers run in the same order after a pass through jit."""
+    with hax.rng_context(0):
+        tree, config = hax.nn.Sequential(*[hax.nn.Linear(3, 3) for _ in range(12)])
+    x = jnp.ones((1, 3))
+    _, expected = hax.apply_tree(tree, config, x)
+    passed = hax.jit(lambda t: t)(tree)
+    assert list(passed["submodules"])[:3] == ["0", "1", "10"]  # what JAX does
+    np.testing.assert_array_equal(hax.apply_tree(passed, config, x)[1], expected)
+    bad = {**tree, "submodules": {"a": tree["submodules"]["0"]}}
+    with pytest.raises(ValueError, match="numeric names"):
+        hax.apply_tree(bad, config, x)
 
 
 def test_sequential_matches_torch():

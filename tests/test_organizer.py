@@ -317,3 +317,21 @@ def test_reserved_internal_names_rejected():
     with pytest.raises(ValueError, match="_org_"):
         org._org_params = jnp.ones(1)
     assert org._org_params == {}
+
+
+@hax.organized_apply
+def annotated_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+    return org.fc(x)
+
+
+def test_annotated_organized_apply_runs_in_debug_mode():
+    """The apply's signature is (tree, config, *args), whatever `fn` annotates."""
+    with hax.rng_context(0):
+        org = StateOrganizer()
+        org.fc = hax.nn.Linear(3, 2)
+        tree, config = org.create_module(annotated_apply)
+    with hax.debug():
+        _, y = hax.apply_tree(tree, config, jnp.ones((4, 3)))
+    assert y.shape == (4, 2)
+    assert annotated_apply.__name__ == "annotated_apply"
+    assert not hasattr(annotated_apply, "__wrapped__")

@@ -4,6 +4,7 @@ from typing import Any
 
 from .._config import merge_configs
 from .._module import apply_tree, as_module
+from .._tree import numbered_children
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..schema import layer_spec, register_spec
@@ -12,9 +13,10 @@ from ..schema import layer_spec, register_spec
 def sequential_apply(
     tree: StructureTree, global_config: GlobalConfig, x: Any
 ) -> tuple[StructureTree, Any]:
-    """Feed `x` through the submodules in order; each one's output is the next's input."""
+    """Feed `x` through the submodules in numeric order (`"0"`, `"1"`, ..., `"10"`);
+    each one's output is the next's input."""
     children = dict(tree["submodules"])
-    for name in children:
+    for name in numbered_children(tree, "Sequential"):
         children[name], x = apply_tree(children[name], global_config, x)
     return {**tree, "submodules": children}, x
 

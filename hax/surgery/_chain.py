@@ -3,6 +3,7 @@
 from typing import Any
 
 from .._module import apply_tree
+from .._tree import numbered_children
 from .._types import GlobalConfig, StructureTree
 from ..schema import layer_spec, register_spec
 
@@ -18,7 +19,7 @@ def chain_apply(
         if len(args) != 1 or kwargs:
             raise TypeError("an empty chain is the identity: it takes exactly one argument")
         return tree, args[0]
-    names = list(children)
+    names = numbered_children(tree, "a chain made by hax.surgery.insert_*")
     children[names[0]], out = apply_tree(children[names[0]], global_config, *args, **kwargs)
     for name in names[1:]:
         children[name], out = apply_tree(children[name], global_config, out)
