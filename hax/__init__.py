@@ -2,6 +2,7 @@
 
 from . import (
     checkpoint as checkpoint,
+    models as models,
     meta as meta,
     nn as nn,
     optim as optim,
