@@ -164,7 +164,126 @@ def main() -> None:
     print(f"[train] test accuracy after {args.epochs} epochs: {acc:.2%}")
     plot(history, args.out / "digits_training.png")
 
+    # 2. Surgery.
+    x_test = test_data[0]
+    _, _, captured = hax.surgery.intermediates(
+        tree, {**config, "train_mode": False}, "conv2", x_test
+    )
+    (fmap,) = captured["conv2"]
+    print(
+        f"[surgery] conv2 feature map captured: shape {fmap.shape}, mean {float(fmap.mean()):.3f}"
+    )
+
+    with hax.rng_context(args.seed + 1):
+        new_tree, config = hax.surgery.replace(tree, "head", nn.Linear(64, 10), config=config)
+    new_tree = hax.surgery.unfreeze(hax.surgery.freeze(new_tree, ""), "head")
+    acc = float(accuracy(new_tree, config, test_data))
+    print(f"[surgery] head swapped for a fresh Linear(64, 10): test accuracy {acc:.2%}")
+    only_head = optax.multi_transform(
+        {True: optax.adam(3e-3), False: optax.set_to_zero()},
+        hax.surgery.trainable_mask(new_tree),
+    )
+    new_tree = train(
+        new_tree,
+        config,
+        train_data,
+        test_data,
+        epochs=2,
+        seed=args.seed,
+        optimizer=only_head,
+        desc="fine-tune head",
+    )
+    body_same = all(
+        np.array_equal(a, b)
+        for (name, a), (_, b) in zip(
+            hax.named_leaves(new_tree, ["params"]), hax.named_leaves(tree, ["params"]), strict=True
+        )
+        if not name.startswith("head/")
+    )
+    acc = float(accuracy(new_tree, config, test_data))
+    print(
+        f"[surgery] head fine-tuned 2 epochs, body frozen (unchanged: {body_same}): "
+        f"test accuracy {acc:.2%}"
+    )
+
+    with hax.rng_context(args.seed + 2):
+        wide, wide_config = DigitsCNN(hidden=128)
+    wide, report = hax.surgery.transfer(tree, wide)
+    print(f"[surgery] transfer into a model with a 128-wide hidden layer:\n{report}")
+    wide = train(
+        wide,
+        wide_config,
+        train_data,
+        test_data,
+        epochs=2,
+        seed=args.seed,
+        optimizer=optax.adam(3e-3),
+        desc="fine-tune wide",
+    )
+    acc = float(accuracy(wide, wide_config, test_data))
+    print(f"[surgery] wider model after 2 epochs: test accuracy {acc:.2%}")
+
+    # 3. Checkpoint.
+    path = args.out / "digits.safetensors"
+    hax.checkpoint.save(path, tree, config)
+    with hax.rng_context(args.seed + 3):
+        fresh, _ = DigitsCNN()
+    loaded, loaded_config = hax.checkpoint.load(path, like=fresh)
+    _, before = hax.apply_tree(tree, {**config, "train_mode": False}, x_test)
+    _, after = hax.apply_tree(loaded, {**loaded_config, "train_mode": False}, x_test)
+    print(
+        f"[checkpoint] saved {path.stat().st_size:,} bytes to {path}; reloaded into a fresh "
+        f"model: identical outputs: {bool(jnp.array_equal(before, after))}"
+    )
+
+    # 4. Hypergradients: tune a too-small SGD learning rate through 10 unrolled steps.
+    hypergradient_demo(train_data, args.seed)
+
     print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+def hypergradient_demo(
+    train_data: Batch, seed: int, unrolled: int = 10, meta_steps: int = 5
+) -> None:
+    """Differentiate the loss on held-out examples after `unrolled` SGD steps with
+    respect to the (log) learning rate, and take a few steps of gradient descent on it."""
+    with hax.rng_context(seed + 4):
+        tree, config = DigitsCNN(dropout=0.0)
+    loss_fn = make_loss(config)
+    n = unrolled * 64
+    xs = train_data[0][:n].reshape(unrolled, 64, 1, 8, 8)
+    ys = train_data[1][:n].reshape(unrolled, 64)
+    held_out = (train_data[0][n : n + 256], train_data[1][n : n + 256])
+
+    def val_loss(tree: hax.StructureTree, batch: Batch) -> jax.Array:
+        return loss_fn(tree, batch)[0]
+
+    hypergrad = hax.jit(hax.meta.hypergradient(hax.meta.sgd_step(loss_fn), val_loss))
+
+    def evaluate(log_lr: jax.Array) -> tuple[float, float]:
+        lr = jnp.exp(log_lr)
+        loss, grads = hypergrad({"learning_rate": lr}, tree, (xs, ys), held_out)
+        return float(loss), float(grads["learning_rate"] * lr)  # d/d(log lr) = lr d/d(lr)
+
+    # Gradient descent on log(lr) with a step that halves whenever the loss rises.
+    log_lr, step = jnp.log(jnp.asarray(1e-3)), 1.0
+    loss, d_log_lr = evaluate(log_lr)
+    print(
+        f"[hypergradient] lr {float(jnp.exp(log_lr)):.4f}: held-out loss after {unrolled} "
+        f"SGD steps {loss:.4f}, d loss / d log(lr) {d_log_lr:+.4f}"
+    )
+    for _ in range(meta_steps):
+        candidate = log_lr - step * float(np.sign(d_log_lr))
+        new_loss, new_d = evaluate(candidate)
+        accepted = new_loss < loss
+        print(
+            f"[hypergradient] lr {float(jnp.exp(candidate)):.4f}: held-out loss {new_loss:.4f}"
+            f" ({'accepted' if accepted else 'rejected: halving the step'})"
+        )
+        if accepted:
+            log_lr, loss, d_log_lr = candidate, new_loss, new_d
+        else:
+            step /= 2
 
 
 def plot(history: dict[str, list[float]], path: pathlib.Path) -> None:

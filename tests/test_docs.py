@@ -35,3 +35,29 @@ def test_quickstart_example_trains():
     losses = [float(v) for v in re.findall(r"train loss ([0-9.]+)", result.stdout)]
     assert len(losses) >= 2 and losses[-1] < 0.5 * losses[0], result.stdout
     assert "final eval loss" in result.stdout
+
+
+def test_digits_example_end_to_end(tmp_path):
+    """The README's first command: trains to >= 97% and prints every surgery step."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "digits.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    out = result.stdout
+    accuracy = re.search(r"\[train\] test accuracy after \d+ epochs: ([0-9.]+)%", out)
+    assert accuracy is not None and float(accuracy.group(1)) >= 97.0, out
+    for step in (
+        "conv2 feature map captured",
+        "head fine-tuned",
+        "TransferReport",
+        "wider model after",
+        "identical outputs: True",
+        "[hypergradient]",
+    ):
+        assert step in out, (step, out)
+    assert "body frozen (unchanged: True)" in out
+    assert (tmp_path / "digits_training.png").stat().st_size > 0
+    assert (tmp_path / "digits.safetensors").exists()
