@@ -2,8 +2,9 @@
 
 from . import (
     checkpoint as checkpoint,
-    models as models,
+    interop as interop,
     meta as meta,
+    models as models,
     nn as nn,
     optim as optim,
     precision as precision,

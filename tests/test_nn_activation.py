@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import hax
+from hax.interop import from_torch
 from hax.nn import functional as F
 from hax.nn._activation import (
     GELU,
@@ -212,13 +213,7 @@ def test_in_sequential_matches_torch():
     model = torch.nn.Sequential(
         torch.nn.Linear(4, 4), torch.nn.GELU(), torch.nn.Linear(4, 4), torch.nn.LogSoftmax(-1)
     )
-    params = {}
-    for key, value in model.state_dict().items():
-        index, name = key.split(".")
-        params.setdefault(index, {})[name] = jnp.asarray(value.numpy())
-    for index, child in params.items():
-        tree["submodules"][index] = {**tree["submodules"][index], "params": child}
-    hax.validate(tree, config)
+    tree = hax.validate(from_torch(model, tree), config)
     x = np.asarray(RNG.normal(size=(6, 4)), np.float32)
     _, y = hax.apply_tree(tree, config, jnp.asarray(x))
     with torch.no_grad():

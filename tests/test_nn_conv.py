@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import hax
+from hax.interop import from_torch
 from hax.nn._conv import (
     Conv1d,
     Conv2d,
@@ -24,16 +25,11 @@ HAX = {"Conv1d": Conv1d, "Conv2d": Conv2d, "Conv3d": Conv3d, "ConvTranspose2d": 
 
 
 def build_pair(name, *args, **kwargs):
-    """A torch layer and the HAX module with the same args, holding torch's params."""
+    """A torch layer and the HAX module with the same args, holding torch's params
+    (`from_torch` checks that the names and shapes match: no reshaping needed)."""
     torch_layer = getattr(torch.nn, name)(*args, **kwargs)
     tree, config = HAX[name](*args, **kwargs, rng=0)
-    state = torch_layer.state_dict()
-    assert set(state) == set(tree["params"])
-    params = {}
-    for key, value in state.items():
-        assert tuple(value.shape) == tree["params"][key].shape, key  # no reshaping needed
-        params[key] = jnp.asarray(value.numpy())
-    return torch_layer, {**tree, "params": params}, config
+    return torch_layer, from_torch(torch_layer, tree), config
 
 
 # XLA's CPU backend compiles about twice as fast without LLVM optimisations; the

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import hax
+from hax.interop import from_torch
 from hax.nn._norm import (
     BatchNorm1d,
     BatchNorm2d,
@@ -41,23 +42,6 @@ def randomize(layer, seed=0):
     return layer
 
 
-def from_torch(tree, layer):
-    """`tree` with `layer`'s params and buffers, copied by name (the names must match)."""
-    # np.array copies: `jnp.asarray(a, dtype=a.dtype)` can alias a NumPy array's memory on
-    # CPU, and torch updates its running stats in place.
-    params = {k: jnp.asarray(np.array(v.detach().numpy())) for k, v in layer.named_parameters()}
-    buffers = {
-        k: jnp.asarray(np.array(v.numpy()), dtype=tree["buffers"][k].dtype)
-        for k, v in layer.named_buffers()
-    }
-    assert set(params) == set(tree["params"])
-    assert set(buffers) == set(tree["buffers"])
-    for kind, entries in (("params", params), ("buffers", buffers)):
-        for k, v in entries.items():
-            assert v.shape == tree[kind][k].shape, (kind, k)  # no reshaping needed
-    return {**tree, "params": params, "buffers": buffers}
-
-
 def assert_buffers_match(tree, layer, atol=1e-6):
     for name, b in layer.named_buffers():
         np.testing.assert_allclose(
@@ -67,7 +51,7 @@ def assert_buffers_match(tree, layer, atol=1e-6):
 
 def check_against_torch(tree, config, layer, x, atol=1e-5):
     """Outputs, input and param gradients, and new buffers of one call vs torch."""
-    tree = from_torch(tree, layer)
+    tree = from_torch(layer, tree)
     g = normal(x.shape, seed=99)
     xt = torch.tensor(x, requires_grad=True)
     yt = layer(xt)
@@ -166,7 +150,7 @@ def test_batchnorm_matches_torch(kind, shape, affine, bias, train):
     else:
         for name in ("running_mean", "running_var", "num_batches_tracked"):
             np.testing.assert_array_equal(
-                new_tree["buffers"][name], from_torch(tree, layer)["buffers"][name]
+                new_tree["buffers"][name], from_torch(layer, tree)["buffers"][name]
             )
 
 
@@ -196,7 +180,7 @@ def test_batchnorm_running_stats_after_training_match_torch(kind, shape, momentu
     make, make_torch = BN[kind]
     layer = randomize(make_torch(5, momentum=momentum), seed=3).train()
     tree, config = make(5, momentum=momentum)
-    tree = from_torch(tree, layer)
+    tree = from_torch(layer, tree)
     start = np.asarray(tree["buffers"]["running_mean"])
     state, apply = hax.bind_module(tree, config)
     step = jax.jit(apply)
@@ -227,7 +211,7 @@ def test_batchnorm_running_stats_carry_no_gradient():
     running stats are constants (torch updates them under no_grad)."""
     layer = randomize(torch.nn.BatchNorm1d(3), seed=16)
     tree, _ = BatchNorm1d(3)
-    tree = from_torch(tree, layer)
+    tree = from_torch(layer, tree)
     x = normal((4, 3), seed=17, loc=1.0)
     xt = torch.tensor(x, requires_grad=True)
     layer.train()(xt)
@@ -285,8 +269,8 @@ def test_batchnorm_vmap_named_axis_matches_batched_call(kind, shape, momentum, c
     layer = randomize(make_torch(5), seed=5)
     synced, config = make(5, momentum=momentum, axis_name="batch")
     plain, _ = make(5, momentum=momentum)
-    state, apply = hax.bind_module(from_torch(synced, layer), config)
-    ref_state, ref_apply = hax.bind_module(from_torch(plain, layer), config)
+    state, apply = hax.bind_module(from_torch(layer, synced), config)
+    ref_state, ref_apply = hax.bind_module(from_torch(layer, plain), config)
     step, ref_step = vmapped(apply), jax.jit(ref_apply)
     for i in range(3):  # the running stats after several steps match too
         x = jnp.asarray(normal(shape, seed=30 + i, loc=1.0 + i, scale=2.0))

@@ -22,6 +22,10 @@ from ._activation import (
     softmax_apply as softmax_apply,
     tanh_apply as tanh_apply,
 )
+from ._attention import (
+    MultiheadAttention as MultiheadAttention,
+    multihead_attention_apply as multihead_attention_apply,
+)
 from ._basic import (
     Bilinear as Bilinear,
     Flatten as Flatten,
@@ -64,3 +68,10 @@ from ._pool import (
     max_pool2d_apply as max_pool2d_apply,
 )
 from ._sequential import Sequential as Sequential, sequential_apply as sequential_apply
+from ._transformer import (
+    TransformerEncoder as TransformerEncoder,
+    TransformerEncoderLayer as TransformerEncoderLayer,
+    generate_square_subsequent_mask as generate_square_subsequent_mask,
+    transformer_encoder_apply as transformer_encoder_apply,
+    transformer_encoder_layer_apply as transformer_encoder_layer_apply,
+)

@@ -1,8 +1,9 @@
 """Pure functions with `torch.nn.functional`'s names, arguments and defaults.
 
 Activations (`relu`, `gelu`, `silu`, `tanh`, `sigmoid`, `softmax`, `log_softmax`),
-`linear`, `bilinear` and the losses `cross_entropy`, `nll_loss`, `mse_loss`. The
-layers of `hax.nn` apply these, so a layer and its function always agree.
+`linear`, `bilinear`, `scaled_dot_product_attention` and the losses `cross_entropy`,
+`nll_loss`, `mse_loss`. The layers of `hax.nn` apply these, so a layer and its
+function always agree.
 
 Differences from PyTorch, all forced by JAX or chosen for safety:
 - `inplace=` is accepted where PyTorch has it and has no effect (JAX arrays are
@@ -14,7 +15,11 @@ Differences from PyTorch, all forced by JAX or chosen for safety:
   positional call written for PyTorch's order fails loudly instead of binding wrongly.
 - A class index outside `[0, C)` that is not `ignore_index` gives a NaN loss (PyTorch
   raises; a jitted function cannot).
+- `scaled_dot_product_attention` takes its dropout key as `dropout_rng=` (PyTorch
+  draws from a global generator).
 """
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -289,3 +294,142 @@ def mse_loss(
     if reduction == "mean":
         return jnp.sum(sq) / jnp.sum(w)
     return _reduce(sq, reduction)
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _dropout(x: jax.Array, p: float, rng: jax.Array) -> jax.Array:
+    """Zero each element with probability `p`, scale the rest by `1 / (1 - p)`."""
+    if p >= 1.0:
+        return jnp.zeros_like(x)
+    keep = jax.random.bernoulli(rng, 1.0 - p, x.shape)
+    return jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
+
+
+def attention_and_weights(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    bias: jax.Array | None,
+    scale: float,
+    dropout_p: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+    zero_masked_rows: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """`softmax(query @ key^T * scale + bias) @ value` and the (dropped-out) weights.
+
+    The logits and the softmax are computed in at least float32; the output has the
+    dtype of `value`. A row whose logits are all `-inf` (every key masked) gets
+    weights 0, hence output 0 and gradient 0, with `zero_masked_rows` (PyTorch's
+    `scaled_dot_product_attention`), and NaN without (a plain softmax, as PyTorch's
+    `MultiheadAttention` with `need_weights=True`). `dropout_p > 0` needs `dropout_rng`.
+    """
+    compute = jnp.promote_types(jnp.result_type(query, key), jnp.float32)
+    q = query.astype(compute) * jnp.asarray(scale, compute)
+    logits = q @ jnp.swapaxes(key.astype(compute), -1, -2)
+    if bias is not None:
+        logits = logits + bias.astype(compute)
+    if zero_masked_rows:
+        dead = jnp.all(logits == -jnp.inf, axis=-1, keepdims=True)
+        # Softmax of a row of zeros instead, so that no NaN reaches the gradient.
+        weights = jax.nn.softmax(jnp.where(dead, jnp.zeros((), compute), logits), axis=-1)
+        weights = jnp.where(dead, jnp.zeros((), compute), weights)
+    else:
+        weights = jax.nn.softmax(logits, axis=-1)
+    if dropout_p > 0.0:
+        if dropout_rng is None:
+            raise ValueError(
+                f"attention dropout (dropout_p={dropout_p}) needs a PRNG key: pass "
+                "dropout_rng=jax.random.key(...), or dropout_p=0.0 in evaluation"
+            )
+        weights = _dropout(weights, dropout_p, dropout_rng)
+    weights = weights.astype(value.dtype)
+    return weights @ value, weights
+
+
+def float_mask(mask: ArrayLike, dtype: DTypeLike, name: str, masked_value: bool) -> jax.Array:
+    """A bool or float attention mask as an additive float mask of `dtype`.
+
+    A bool mask puts `-inf` where it equals `masked_value` and 0 elsewhere; a float
+    mask is added as is (cast to `dtype`). Other dtypes are an error, as in PyTorch.
+    """
+    m = jnp.asarray(mask)
+    if m.dtype == jnp.bool_:
+        return jnp.where(m == masked_value, -jnp.inf, 0.0).astype(dtype)
+    if not jnp.issubdtype(m.dtype, jnp.floating):
+        raise TypeError(
+            f"{name} must be a bool or floating-point mask, found dtype {m.dtype}; use "
+            f"{name}.astype(bool) for a mask of 0s and 1s"
+        )
+    return m.astype(dtype)
+
+
+def causal_mask(target_len: int, source_len: int) -> jax.Array:
+    """`(L, S)` bool, True where query `i` may attend key `j`, i.e. `j <= i` (top-left
+    aligned, as PyTorch's `is_causal`)."""
+    return jnp.tril(jnp.ones((target_len, source_len), jnp.bool_))
+
+
+def scaled_dot_product_attention(
+    query: ArrayLike,
+    key: ArrayLike,
+    value: ArrayLike,
+    attn_mask: ArrayLike | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    *,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:
+    """Attention `softmax(query @ key^T * scale + mask) @ value`, as
+    `torch.nn.functional.scaled_dot_product_attention`.
+
+    Shapes `query (..., L, E)`, `key (..., S, E)`, `value (..., S, Ev)`, output
+    `(..., L, Ev)`; leading dims broadcast.
+
+    **Arguments:**
+    - `attn_mask`: broadcastable to `(..., L, S)`. A **bool** mask marks with `True`
+      the positions that **take part** (the inverse of `MultiheadAttention`'s masks);
+      a float mask is added to the logits.
+    - `dropout_p`: dropout on the attention weights, applied whenever it is > 0 (like
+      PyTorch's: pass 0.0 in evaluation); it needs `dropout_rng`, a PRNG key, which
+      PyTorch draws from its global generator.
+    - `is_causal`: mask key `j > i` for query `i` (the top-left causal mask); an error
+      together with `attn_mask`.
+    - `scale`: defaults to `1 / sqrt(E)`.
+    - `enable_gqa`: grouped-query attention: `key`/`value` have `Hkv` heads on dim -3,
+      each shared by `Hq / Hkv` query heads.
+
+    A query whose keys are all masked gets output 0 (and gradient 0), as PyTorch's.
+    """
+    q, k, v = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+    who = "scaled_dot_product_attention"
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(f"{who}: query, key and value need at least 2 dims (..., seq, features)")
+    if k.shape[-1] != q.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"{who}: expected query (..., L, E), key (..., S, E), value (..., S, Ev); found "
+            f"shapes {q.shape}, {k.shape}, {v.shape}"
+        )
+    if enable_gqa and k.ndim >= 3 and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        hq, hk = q.shape[-3], k.shape[-3]
+        if hk == 0 or hq % hk or v.shape[-3] != hk:
+            raise ValueError(
+                f"{who}: with enable_gqa, the query heads ({hq}) must be a multiple of the "
+                f"key heads ({hk}), and value must have the key's heads ({v.shape[-3]})"
+            )
+        k, v = jnp.repeat(k, hq // hk, axis=-3), jnp.repeat(v, hq // hk, axis=-3)
+    target_len, source_len = q.shape[-2], k.shape[-2]
+    compute = jnp.promote_types(q.dtype, jnp.float32)
+    bias = None
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError(f"{who}: pass either attn_mask or is_causal=True, not both")
+        bias = float_mask(causal_mask(target_len, source_len), compute, "attn_mask", False)
+    elif attn_mask is not None:
+        bias = float_mask(attn_mask, compute, "attn_mask", False)
+    factor = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    out, _ = attention_and_weights(q, k, v, bias, factor, dropout_p, dropout_rng)
+    return out

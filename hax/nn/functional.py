@@ -13,6 +13,7 @@ from ._functional import (
     mse_loss as mse_loss,
     nll_loss as nll_loss,
     relu as relu,
+    scaled_dot_product_attention as scaled_dot_product_attention,
     sigmoid as sigmoid,
     silu as silu,
     softmax as softmax,

@@ -1,0 +1,27 @@
+"""PyTorch interop: load a torch model's weights into a HAX tree, or convert the model.
+
+- `from_torch(module_or_state_dict, like)` fills a copy of the HAX tree `like` from a
+  torch `state_dict`: the key `"layer1.0.conv1.weight"` fills the leaf
+  `layer1/0/conv1/params/weight` (or `.../buffers/...`). Shapes must match exactly
+  (`hax.nn` uses PyTorch's layouts); values are copied and cast to `like`'s dtypes.
+  Every mismatch is reported in one `StateDictMismatchError`.
+- `convert(torch_module, applies=...)` builds the module `(tree, config)` of a torch
+  model: each `torch.nn` layer with a `hax.nn` counterpart is rebuilt with the same
+  arguments, your own classes get the apply you give in `applies`, and the weights
+  are loaded with `from_torch`. `register_converter` teaches it more classes.
+
+PyTorch is optional: it is imported only when these functions are called.
+"""
+
+from ._convert import (
+    ConversionError as ConversionError,
+    convert as convert,
+    register_converter as register_converter,
+)
+from ._converters import ConvertChild as ConvertChild, Converter as Converter
+from ._from_torch import (
+    Mismatch as Mismatch,
+    StateDictMismatchError as StateDictMismatchError,
+    from_torch as from_torch,
+)
+from ._sequential import named_sequential_apply as named_sequential_apply

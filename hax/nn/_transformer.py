@@ -1,0 +1,309 @@
+"""`TransformerEncoderLayer`, `TransformerEncoder`: PyTorch's submodule names and forward.
+
+Submodule names follow PyTorch, so a PyTorch `state_dict` maps on by path:
+`layers.0.self_attn.in_proj_weight` is `layers/0/self_attn/params/in_proj_weight`.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float
+
+from .._config import merge_configs
+from .._module import apply_tree, as_module
+from .._rng import resolve_rng
+from .._tree import numbered_children, structure_tree_map
+from .._types import GlobalConfig, Module, StructureTree
+from .._validate import validate
+from ..schema import layer_spec, register_spec
+from ._attention import Mask, MultiheadAttention
+from ._dropout import Dropout
+from ._functional import gelu, relu
+from ._linear import Linear
+from ._norm import LayerNorm
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": relu, "gelu": gelu}
+
+_CALLABLE_ACTIVATION = (
+    "TransformerEncoderLayer: activation must be 'relu' or 'gelu', found a {kind}. A "
+    "function cannot be stored in a node's aux (static, JSON-like values only). For "
+    "another activation, write a layer of your own from these parts (see "
+    "hax.StateOrganizer), or replace this one's apply."
+)
+
+
+def generate_square_subsequent_mask(sz: int, dtype: DTypeLike = jnp.float32) -> jax.Array:
+    """The `(sz, sz)` causal mask, as `torch.nn.Transformer.generate_square_subsequent_mask`:
+    `-inf` above the diagonal (key `j > i` hidden from query `i`), 0 elsewhere."""
+    return jnp.where(jnp.triu(jnp.ones((sz, sz), jnp.bool_), k=1), -jnp.inf, 0.0).astype(dtype)
+
+
+# ---------------------------------------------------------------- TransformerEncoderLayer
+
+
+def transformer_encoder_layer_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    src: Float[Array, "... d_model"],
+    src_mask: Mask = None,
+    src_key_padding_mask: Mask = None,
+    is_causal: bool = False,
+) -> tuple[StructureTree, Float[Array, "... d_model"]]:
+    """Self-attention then the feed-forward block, each with a residual connection.
+
+    Post-norm (`norm_first=False`): `x = norm1(x + sa(x)); x = norm2(x + ff(x))`.
+    Pre-norm (`norm_first=True`): `x = x + sa(norm1(x)); x = x + ff(norm2(x))`, where
+    `sa(x) = dropout1(self_attn(x, x, x, src_mask, src_key_padding_mask)[0])` and
+    `ff(x) = dropout2(linear2(dropout(activation(linear1(x)))))`.
+
+    `src` is `(S, N, E)`, `(N, S, E)` with `batch_first`, or `(S, E)`; `src_mask` and
+    `src_key_padding_mask` are `MultiheadAttention`'s `attn_mask` and
+    `key_padding_mask`; `is_causal` is the hint described there.
+    """
+    aux = tree["aux"]
+    children = dict(tree["submodules"])
+
+    def run(name: str, *args: Any, **kwargs: Any) -> Any:
+        children[name], out = apply_tree(children[name], global_config, *args, **kwargs)
+        return out
+
+    def self_attention(x: jax.Array) -> jax.Array:
+        out, _ = run(
+            "self_attn",
+            x,
+            x,
+            x,
+            attn_mask=src_mask,
+            key_padding_mask=src_key_padding_mask,
+            need_weights=False,
+            is_causal=is_causal,
+        )
+        return run("dropout1", out)  # type: ignore[no-any-return]  # a child's output
+
+    def feed_forward(x: jax.Array) -> jax.Array:
+        h = run("dropout", _ACTIVATIONS[aux["activation"]](run("linear1", x)))
+        return run("dropout2", run("linear2", h))  # type: ignore[no-any-return]  # as above
+
+    x = src
+    if aux["norm_first"]:
+        x = x + self_attention(run("norm1", x))
+        x = x + feed_forward(run("norm2", x))
+    else:
+        x = run("norm1", x + self_attention(x))
+        x = run("norm2", x + feed_forward(x))
+    return {**tree, "submodules": children}, x
+
+
+def TransformerEncoderLayer(
+    d_model: int,
+    nhead: int,
+    dim_feedforward: int = 2048,
+    dropout: float = 0.1,
+    activation: str = "relu",
+    layer_norm_eps: float = 1e-5,
+    batch_first: bool = False,
+    norm_first: bool = False,
+    bias: bool = True,
+    *,
+    rng: jax.Array | int | None = None,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """A Transformer encoder layer, as `torch.nn.TransformerEncoderLayer`; run with
+    `transformer_encoder_layer_apply`.
+
+    Submodules, in PyTorch's order and with its names: `self_attn`
+    (`MultiheadAttention(d_model, nhead, dropout, bias, batch_first)`), `linear1`
+    (`d_model -> dim_feedforward`), `dropout`, `linear2` (`dim_feedforward -> d_model`),
+    `norm1`, `norm2` (`LayerNorm(d_model, layer_norm_eps, bias)`), `dropout1`,
+    `dropout2` (`Dropout(dropout)`), each initialised as PyTorch's. Aux:
+    `activation` and `norm_first`. The returned config is `{"train_mode": True}`.
+
+    **Arguments:** as PyTorch's.
+    - `activation`: `"relu"` or `"gelu"` (exact). PyTorch also takes a function; HAX
+      does not, as aux holds only static JSON-like values.
+    - `norm_first`: pre-norm (LayerNorm before each block) instead of post-norm.
+    - `rng`: a PRNG key (or int seed); defaults to the next key of `hax.rng_context`.
+    - `dtype`: the params' dtype.
+    """
+    if not isinstance(activation, str):
+        raise TypeError(_CALLABLE_ACTIVATION.format(kind=type(activation).__name__))
+    if activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"TransformerEncoderLayer: activation should be 'relu' or 'gelu', not {activation!r}"
+        )
+    keys = jax.random.split(resolve_rng(rng, "TransformerEncoderLayer"), 6)
+    modules: dict[str, Module] = {
+        "self_attn": MultiheadAttention(
+            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+            rng=keys[0], dtype=dtype,
+        ),
+        "linear1": Linear(d_model, dim_feedforward, bias=bias, rng=keys[1], dtype=dtype),
+        "dropout": Dropout(dropout, rng=keys[2]),
+        "linear2": Linear(dim_feedforward, d_model, bias=bias, rng=keys[3], dtype=dtype),
+        "norm1": LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype),
+        "norm2": LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype),
+        "dropout1": Dropout(dropout, rng=keys[4]),
+        "dropout2": Dropout(dropout, rng=keys[5]),
+    }  # fmt: skip
+    tree: StructureTree = {
+        "params": {},
+        "buffers": {},
+        "aux": {"activation": activation, "norm_first": norm_first},
+        "apply": transformer_encoder_layer_apply,
+        "submodules": {name: module[0] for name, module in modules.items()},
+    }
+    config = merge_configs(*(module[1] for module in modules.values()))
+    return validate(tree, config), config
+
+
+register_spec(
+    transformer_encoder_layer_apply,
+    layer_spec("TransformerEncoderLayer", aux={"activation": str, "norm_first": bool}),
+)
+
+# ---------------------------------------------------------------- TransformerEncoder
+
+
+def module_list_apply(
+    tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
+) -> Any:
+    """The apply of a list of layers (`torch.nn.ModuleList`): always raises."""
+    raise TypeError(
+        "this node is a list of layers (as torch.nn.ModuleList) and has no forward of its "
+        "own; its parent runs the children '0', '1', ... one by one. Run the parent, or a "
+        "child such as tree['submodules']['0']."
+    )
+
+
+def _copy_layer(tree: StructureTree, index: int) -> StructureTree:
+    """A copy of `tree` with new dicts at every node (a node appears once in a tree) and
+    every PRNG-key buffer folded with `index`, so the copies draw different dropout
+    masks (PyTorch's copies share one global generator)."""
+
+    def fold(x: Any) -> Any:
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.fold_in(x, index)
+        return x
+
+    def copy(node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            **node,
+            "params": jax.tree.map(lambda x: x, node["params"]),
+            "buffers": jax.tree.map(fold, node["buffers"]),
+            "aux": dict(node["aux"]),
+        }
+
+    copied: StructureTree = structure_tree_map(copy, tree)
+    return copied
+
+
+def transformer_encoder_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    src: Float[Array, "... d_model"],
+    mask: Mask = None,
+    src_key_padding_mask: Mask = None,
+    is_causal: bool | None = None,
+) -> tuple[StructureTree, Float[Array, "... d_model"]]:
+    """Run `layers/0`, `layers/1`, ... in order, each as
+    `layer(x, src_mask=mask, is_causal=..., src_key_padding_mask=...)`, then `norm`.
+
+    `is_causal` is the hint of `MultiheadAttention`: `None` (PyTorch then inspects
+    `mask`'s values) is passed on as `False`, which gives the same result since HAX
+    always applies `mask`.
+    """
+    children = dict(tree["submodules"])
+    layers = children["layers"]
+    layer_trees = dict(layers["submodules"])
+    x = src
+    for name in numbered_children(layers, "TransformerEncoder.layers"):
+        layer_trees[name], x = apply_tree(
+            layer_trees[name],
+            global_config,
+            x,
+            src_mask=mask,
+            is_causal=is_causal is True,
+            src_key_padding_mask=src_key_padding_mask,
+        )
+    children["layers"] = {**layers, "submodules": layer_trees}
+    if "norm" in children:
+        children["norm"], x = apply_tree(children["norm"], global_config, x)
+    return {**tree, "submodules": children}, x
+
+
+def TransformerEncoder(
+    encoder_layer: Module,
+    num_layers: int,
+    norm: Module | None = None,
+    *,
+    enable_nested_tensor: bool = True,
+    mask_check: bool = True,
+) -> Module:
+    """A stack of `num_layers` encoder layers, as `torch.nn.TransformerEncoder`; run with
+    `transformer_encoder_apply`.
+
+    Like PyTorch, every layer starts as a copy of `encoder_layer`, with the same
+    weights: submodule `layers` holds `"0"`, ..., `"num_layers - 1"` (PyTorch's
+    `layers.0.self_attn.in_proj_weight` is `layers/0/self_attn/params/in_proj_weight`),
+    and the optional final `norm` is submodule `norm` (absent when `None`, as in
+    PyTorch's `state_dict`). Each copy's PRNG-key buffers are folded with its index,
+    so the layers draw different dropout masks. The `layers` node has no forward of
+    its own; calling it raises.
+
+    **Arguments:**
+    - `encoder_layer`: a module, e.g. `TransformerEncoderLayer(...)`; any module whose
+      apply takes `(src, src_mask=, is_causal=, src_key_padding_mask=)` works.
+    - `num_layers`: the number of copies.
+    - `norm`: a module applied to the output, e.g. `LayerNorm(d_model)`.
+    - `enable_nested_tensor`, `mask_check`: accepted for PyTorch compatibility and
+      ignored. They select PyTorch's nested-tensor fast path in evaluation, which
+      returns 0 at padded positions; HAX always computes padded positions as
+      PyTorch's regular path does (the non-padded outputs are the same).
+
+    The config is the merge of the layer's and the norm's.
+    """
+    layer = as_module(encoder_layer)
+    if layer is None:
+        raise TypeError(
+            f"TransformerEncoder: encoder_layer is a {type(encoder_layer).__name__}; expected "
+            "a module `(tree, config)` such as hax.nn.TransformerEncoderLayer(512, 8)"
+        )
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
+        raise ValueError(
+            f"TransformerEncoder: num_layers must be a non-negative int, found {num_layers!r}"
+        )
+    layer_tree, config = layer
+    configs = [config]
+    layers: StructureTree = {
+        "params": {},
+        "buffers": {},
+        "aux": {},
+        "apply": module_list_apply,
+        "submodules": {str(i): _copy_layer(layer_tree, i) for i in range(num_layers)},
+    }
+    submodules = {"layers": layers}
+    if norm is not None:
+        norm_module = as_module(norm)
+        if norm_module is None:
+            raise TypeError(
+                f"TransformerEncoder: norm is a {type(norm).__name__}; expected a module "
+                "`(tree, config)` such as hax.nn.LayerNorm(d_model), or None"
+            )
+        submodules["norm"] = norm_module[0]
+        configs.append(norm_module[1])
+    tree: StructureTree = {
+        "params": {},
+        "buffers": {},
+        "aux": {},
+        "apply": transformer_encoder_apply,
+        "submodules": submodules,
+    }
+    merged = merge_configs(*configs)
+    return validate(tree, merged), merged
+
+
+register_spec(module_list_apply, layer_spec("ModuleList"))
+register_spec(transformer_encoder_apply, layer_spec("TransformerEncoder"))
