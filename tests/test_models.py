@@ -474,3 +474,82 @@ def test_gpt_trains_under_hax_jit(gpt):
     assert losses[0] > math.log(GPT_ARGS["vocab_size"]) - 0.5  # near-uniform at init
     assert losses[-1] < 0.5 * losses[0], losses
     hax.validate(tree, config)
+
+
+# ---------------------------------------------------------------- convert from PyTorch
+
+
+def test_convert_torch_resnet_runs_with_the_zoo_applies():
+    """`hax.interop.convert` of a torchvision-style ResNet-18, with the zoo's applies for
+    the two custom classes: outputs equal PyTorch's in eval and train mode."""
+    torch.manual_seed(1)
+    torch_model = TorchResNet((2, 2, 2, 2), CLASSES, WIDTH, small_input=True).eval()
+    tree, config = hax.interop.convert(
+        torch_model,
+        applies={
+            TorchResNet: hax.models.resnet_apply,
+            TorchBasicBlock: hax.models.basic_block_apply,
+        },
+    )
+    assert config == {"train_mode": False}
+    x = np.random.default_rng(0).normal(size=RESNET_CASES[True]).astype(np.float32)
+    y_eval, y_train, new_tree = hax.jit(resnet_forward)(tree, jnp.asarray(x), True)
+    with torch.no_grad():
+        ref_eval = torch_model(torch.from_numpy(x)).numpy()
+        torch_model.train()
+        ref_train = torch_model(torch.from_numpy(x)).numpy()
+    for y, ref in ((y_eval, ref_eval), (y_train, ref_train)):
+        scale = max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(y, ref, atol=1e-4 * scale, rtol=1e-4)
+    assert_state_matches(new_tree, torch_model, atol=1e-4)  # running stats after the step
+
+
+class TorchTinyEncoder(tnn.Module):
+    """Token embedding, learned positions, a 2-layer pre-norm TransformerEncoder with a
+    final LayerNorm, and a linear head."""
+
+    def __init__(self, vocab=11, d=16, heads=4, seq=9):
+        super().__init__()
+        self.embed = tnn.Embedding(vocab, d)
+        self.pos = tnn.Parameter(torch.randn(seq, d) * 0.1)
+        layer = tnn.TransformerEncoderLayer(
+            d, heads, 32, dropout=0.1, batch_first=True, norm_first=True
+        )
+        self.encoder = tnn.TransformerEncoder(
+            layer, 2, norm=tnn.LayerNorm(d), enable_nested_tensor=False
+        )
+        self.head = tnn.Linear(d, vocab)
+
+    def forward(self, tokens, padding):
+        x = self.embed(tokens) + self.pos[: tokens.shape[1]]
+        return self.head(self.encoder(x, src_key_padding_mask=padding))
+
+
+@hax.organized_apply
+def tiny_encoder_apply(org, tokens, padding):
+    x = org.embed(tokens) + org.pos[: tokens.shape[1]]
+    return org.head(org.encoder(x, src_key_padding_mask=padding))
+
+
+def test_convert_small_transformer_encoder_matches_torch():
+    torch.manual_seed(0)
+    torch_model = TorchTinyEncoder().eval()
+    tree, config = hax.interop.convert(torch_model, applies={TorchTinyEncoder: tiny_encoder_apply})
+    names = {
+        name.replace("/params/", "/").replace("params/", "")
+        for name, _ in hax.named_leaves(tree, ["params"])
+    }
+    assert names == {k.replace(".", "/") for k, _ in torch_model.named_parameters()}
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 11, size=(3, 9))
+    padding = np.zeros((3, 9), bool)
+    padding[1, 6:] = True
+    with torch.no_grad():
+        ref = torch_model(torch.from_numpy(tokens), torch.from_numpy(padding)).numpy()
+
+    @hax.jit
+    def run(tree, tokens, padding):
+        return hax.apply_tree(tree, config, tokens, padding)[1]
+
+    y = run(tree, jnp.asarray(tokens), jnp.asarray(padding))
+    np.testing.assert_allclose(y, ref, atol=1e-5 * max(1.0, float(np.abs(ref).max())), rtol=1e-5)
