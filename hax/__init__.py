@@ -9,6 +9,7 @@ from . import (
     optim as optim,
     precision as precision,
     schema as schema,
+    sharding as sharding,
     surgery as surgery,
 )
 from ._config import merge_configs as merge_configs

@@ -1,0 +1,68 @@
+"""`hax.sharding` on 8 virtual CPU devices: DP, FSDP, TP and a 2-D mesh train exactly
+like one device; bad rules are reported at once; init in shards; checkpoints across
+meshes. The cases run in one subprocess (tests/sharding_cases.py), because the device
+count must be set before jax is imported."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+import hax
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def results():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    done = subprocess.run(
+        [sys.executable, str(HERE / "sharding_cases.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+CASES = [
+    "data_parallel",
+    "fsdp",
+    "tensor_parallel",
+    "2d",
+    "bad_rules",
+    "init_in_shards",
+    "checkpoint_across_meshes",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_case(results, case):
+    assert set(results) == set(CASES)
+    assert results[case] == "ok", results[case]
+
+
+def test_single_device_rules_and_specs():
+    """On one device: names come from the specs; a symbolic dim is named by its expression."""
+    import jax
+
+    mesh = Mesh(np.array(jax.devices()[:1]), ("model",))
+    with hax.rng_context(0):
+        tree, _ = hax.nn.Sequential(hax.nn.Linear(4, 8), hax.nn.MultiheadAttention(8, 2))
+    specs = hax.sharding.partition_specs(
+        tree, mesh, {"out_features": "model"}, overrides={"1": {"3*embed_dim": "model"}}
+    )
+    assert specs["0/params/weight"] == jax.sharding.PartitionSpec("model")
+    assert specs["1/params/in_proj_weight"] == jax.sharding.PartitionSpec("model")
+    assert specs["1/out_proj/params/weight"] == jax.sharding.PartitionSpec("model")
+    assert specs["1/buffers/rng"] == jax.sharding.PartitionSpec()
+    placed = hax.sharding.place(tree, hax.sharding.shardings(tree, mesh, {}))
+    hax.validate(placed)
