@@ -61,3 +61,19 @@ def test_digits_example_end_to_end(tmp_path):
     assert "body frozen (unchanged: True)" in out
     assert (tmp_path / "digits_training.png").stat().st_size > 0
     assert (tmp_path / "digits.safetensors").exists()
+
+
+def test_sharded_training_example_runs_on_8_cpu_devices():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sharded_training.py"), "--steps", "10"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    out = result.stdout
+    assert "8 cpu devices, mesh {'data': 4, 'model': 2}" in out, out
+    losses = [float(v) for v in re.findall(r"loss ([0-9.]+)", out)]
+    assert len(losses) == 2 and losses[1] < losses[0], out
+    assert "stored as PartitionSpec('model', 'data')" in out or "P('model', 'data')" in out, out
+    assert "identical params: True" in out
