@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import assert_trees_equal
 
@@ -270,3 +271,69 @@ def test_bad_arguments():
         transfer([1], trained_mlp())
     with pytest.raises(TypeError, match=r"dst to be a structure tree .*, found int"):
         transfer(trained_mlp(), 3)
+
+
+def _train_briefly(tree, config, x, y, steps=3):
+    """A few SGD steps under hax.jit, so the source differs from any initialisation."""
+
+    def loss_fn(tree, batch):
+        new_tree, out = hax.apply_tree(tree, config, batch[0])
+        return jnp.mean((out - batch[1]) ** 2), new_tree
+
+    optimizer = optax.sgd(0.1)
+    step = hax.jit(hax.optim.train_step(loss_fn, optimizer), compiler_options=FAST_COMPILE)
+    opt_state = optimizer.init(hax.optim.params_of(tree))
+    for _ in range(steps):
+        tree, opt_state, _ = step(tree, opt_state, (x, y))
+    return tree
+
+
+@pytest.mark.parametrize("kind", ["cnn", "transformer"])
+def test_a_wider_head_is_the_only_mismatch(kind):
+    """A trained small CNN / transformer into the same model with a wider head: every
+    other leaf is copied bit-exactly and exactly the head's leaves are mismatched."""
+
+    def build(classes, rng):
+        with hax.rng_context(rng):
+            if kind == "cnn":
+                return nn.Sequential(
+                    nn.Conv2d(1, 4, 3, padding=1),
+                    nn.BatchNorm2d(4),
+                    nn.ReLU(),
+                    nn.Flatten(),
+                    nn.Linear(4 * 6 * 6, classes),
+                )
+            return nn.Sequential(
+                nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True),
+                nn.Linear(8, classes),
+            )
+
+    src, config = build(5, 0)
+    dst, _ = build(7, 1)
+    rng = np.random.default_rng(0)
+    x_shape = (4, 1, 6, 6) if kind == "cnn" else (4, 3, 8)
+    x = jnp.asarray(rng.normal(size=x_shape).astype(np.float32))
+    y = jnp.asarray(rng.normal(size=(4, 5) if kind == "cnn" else (4, 3, 5)).astype(np.float32))
+    src = _train_briefly(src, config, x, y)
+    head = "4" if kind == "cnn" else "1"
+    out, report = transfer(src, dst)
+    assert sorted(e.path for e in report.mismatched) == [
+        f"{head}/params/bias",
+        f"{head}/params/weight",
+    ]
+    assert report.missing == [] and report.unused == []
+    src_leaves = dict(hax.named_leaves(src))
+    for name, leaf in hax.named_leaves(out):
+        if name.startswith(f"{head}/"):
+            np.testing.assert_array_equal(leaf, dict(hax.named_leaves(dst))[name])
+        elif jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            np.testing.assert_array_equal(
+                jax.random.key_data(leaf), jax.random.key_data(src_leaves[name])
+            )
+        else:
+            assert leaf.dtype == src_leaves[name].dtype
+            np.testing.assert_array_equal(
+                np.atleast_1d(np.asarray(leaf)).view(np.uint8),
+                np.atleast_1d(np.asarray(src_leaves[name])).view(np.uint8),
+            )
+    assert len(report.copied) == len(src_leaves) - 2
