@@ -4,8 +4,9 @@ Reads the source of a few standard-library modules (text that ships with every
 Python, so nothing is downloaded), trains `hax.models.GPT` on random windows of it
 with optax under `hax.jit`, and samples text from the trained model.
 
-Run: `python examples/char_lm.py [--steps 600] [--seed 0] [--sample 300]`
-(the progress bar needs tqdm, from the `examples` extra).
+Run: `python examples/char_lm.py [--steps 1000] [--seed 0] [--sample 300]`
+(the progress bar needs tqdm, from the `examples` extra). About 3 minutes on 2 CPU
+cores; the train loss falls from ~4.5 to ~1.2 and the samples look like Python.
 """
 
 import argparse
@@ -32,7 +33,7 @@ def load_text() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample", type=int, default=300, help="characters to generate")
     parser.add_argument("--block-size", type=int, default=64)
@@ -48,7 +49,9 @@ def main() -> None:
     print(f"{len(text):,} characters of standard-library source, vocabulary {len(chars)}")
 
     with hax.rng_context(args.seed):
-        tree, config = GPT(len(chars), args.block_size, n_layer=3, n_head=4, n_embd=96, dropout=0.1)
+        tree, config = GPT(
+            len(chars), args.block_size, n_layer=3, n_head=4, n_embd=128, dropout=0.0
+        )
     n_params = sum(v.size for _, v in hax.named_leaves(tree, ["params"]))
     print(f"GPT: {n_params:,} params")
 

@@ -77,3 +77,17 @@ def test_sharded_training_example_runs_on_8_cpu_devices():
     assert len(losses) == 2 and losses[1] < losses[0], out
     assert "stored as PartitionSpec('model', 'data')" in out or "P('model', 'data')" in out, out
     assert "identical params: True" in out
+
+
+def test_char_lm_example_trains_and_samples():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "char_lm.py"), "--steps", "30", "--sample", "40"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    loss = re.search(r"final train loss ([0-9.]+) \(uniform guessing: ([0-9.]+)\)", result.stdout)
+    assert loss is not None and float(loss.group(1)) < float(loss.group(2)), result.stdout
+    sample = result.stdout.split("sample:\n", 1)[1].rsplit("\ndone in", 1)[0]
+    assert sample.startswith("def ") and len(sample) == len("def ") + 40
