@@ -1,5 +1,5 @@
 """Matching leaves by name, shape and dtype, and `TransferReport`, which says what
-matched. `hax.surgery.transfer` and `hax.checkpoint.load_with_report` return one.
+matched. `hax.surgery.transfer` and `hax.checkpoint.load(..., strict=False)` return one.
 
 Leaves are named as in `hax.named_leaves`: a bound state's key (`"5/params/weight"`),
 followed by the keys inside a pytree-valued entry (`"5/params/w/0"`).

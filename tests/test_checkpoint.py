@@ -281,9 +281,7 @@ def test_non_strict_load_keeps_what_does_not_match(tmp_path):
     saved = dtype_tree()
     ckpt.save(path, saved)
     like = mismatched_like()
-    loaded, _ = ckpt.load(path, like=like, strict=False)
-    loaded2, _, report = ckpt.load_with_report(path, like=like)
-    assert_bits_equal(loaded, loaded2)
+    loaded, _, report = ckpt.load(path, like=like, strict=False)
     for name in ["extra", "float32", "int32"]:
         assert loaded["params"][name] is like["params"][name]
     assert "int8" not in loaded["params"]

@@ -17,7 +17,6 @@ from ._load import (
     CheckpointInfo as CheckpointInfo,
     CheckpointMismatchError as CheckpointMismatchError,
     load as load,
-    load_with_report as load_with_report,
     read_info as read_info,
 )
 from ._save import save as save

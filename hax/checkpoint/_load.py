@@ -1,8 +1,8 @@
-"""`load`, `load_with_report` and `read_info`: read checkpoints written by `save`."""
+"""`load` and `read_info`: read checkpoints written by `save`."""
 
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, overload
 
 import jax
 import numpy as np
@@ -65,9 +65,21 @@ def read_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     return CheckpointInfo(FORMAT_VERSION, contents.config, contents.nodes, contents.leaves)
 
 
+@overload
+def load(
+    path: str | os.PathLike[str], like: Any = None, strict: Literal[True] = True
+) -> tuple[Any, GlobalConfig]: ...
+
+
+@overload
+def load(
+    path: str | os.PathLike[str], like: Any, strict: Literal[False]
+) -> tuple[Any, GlobalConfig, TransferReport]: ...
+
+
 def load(
     path: str | os.PathLike[str], like: Any = None, strict: bool = True
-) -> tuple[Any, GlobalConfig]:
+) -> tuple[Any, GlobalConfig] | tuple[Any, GlobalConfig, TransferReport]:
     """Load a checkpoint written by `hax.checkpoint.save`.
 
     Loading reads data only: it never unpickles, imports or runs anything named in
@@ -83,10 +95,12 @@ def load(
       Without `like`, `load` returns the bound state.
     - `strict`: with `like`, every leaf name, shape and dtype must match: otherwise a
       `CheckpointMismatchError` lists every missing, unused and mismatched leaf at
-      once. With `strict=False` the matching leaves are loaded and the rest of `like`
-      is kept; `load_with_report` also returns what happened.
+      once. With `strict=False` the matching leaves are loaded, the rest of `like` is
+      kept, and a `TransferReport` says which is which (as `hax.surgery.transfer`,
+      with the file as the source and `like` as the destination).
 
-    **Returns:** `(loaded, config)`. `loaded` has the kind of `like`: a tree for a tree
+    **Returns:** `(loaded, config)`, or `(loaded, config, report)` with `strict=False`.
+    `loaded` has the kind of `like`: a tree for a tree
     or a module, a bound state for a bound state or for `like=None` (e.g.
     `{"0/params/weight": ...}`; `hax.unbind_module(state, apply)` turns it into a tree).
     `config` is the saved global config; if none was saved, `like`'s config for a
@@ -109,19 +123,10 @@ def load(
                 for key, s in contents.state.items()
             }
         return state, contents.config or {}
-    loaded, config, _ = _load_into(path, like, strict)
-    return loaded, config
-
-
-def load_with_report(
-    path: str | os.PathLike[str], like: Any
-) -> tuple[Any, GlobalConfig, TransferReport]:
-    """`load(path, like, strict=False)`, and the `TransferReport` of what was loaded
-    (`copied`), kept from `like` (`missing`, `mismatched`) or left in the file
-    (`unused`); the file is the source and `like` the destination."""
-    if like is None:
-        raise TypeError("load_with_report needs `like`: the tree, module or state to load into")
-    return _load_into(path, like, False)
+    if strict:
+        loaded, config, _ = _load_into(path, like, strict)
+        return loaded, config
+    return _load_into(path, like, strict)
 
 
 def _load_into(
@@ -183,5 +188,5 @@ def _mismatch_message(path: str, report: TransferReport) -> str:
         f"problem{'s' if problems != 1 else ''}; missing: in like "
         f"but not in the file, unused: in the file but not in like):\n{table}\n"
         "Build `like` with the architecture that was saved (hax.checkpoint.read_info shows "
-        "it), or load what matches with strict=False (load_with_report says what loaded)."
+        "it), or load what matches with strict=False (which also returns a report)."
     )
