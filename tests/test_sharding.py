@@ -66,3 +66,27 @@ def test_single_device_rules_and_specs():
     assert specs["1/buffers/rng"] == jax.sharding.PartitionSpec()
     placed = hax.sharding.place(tree, hax.sharding.shardings(tree, mesh, {}))
     hax.validate(placed)
+
+
+def test_checkpoint_of_a_model_sharded_across_two_processes(tmp_path):
+    """jax.distributed with 2 local CPU processes: save gathers collectively, load
+    places each process's shards of another multi-process sharding."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "multihost_cases.py"), str(i), port, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for i, (w, (out, err)) in enumerate(zip(workers, outputs, strict=True)):
+        assert w.returncode == 0 and f"ok {i}" in out, err[-3000:]

@@ -175,9 +175,27 @@ def _read(f: BinaryIO, contents: Contents, name: str, sharding: Any) -> Any:
             fail(contents.path, f"{name}: cannot rebuild a PRNG key with impl {info.impl!r}: {e}")
         if str(value.dtype) != info.dtype or value.shape != info.shape:
             fail(contents.path, f"{name}: the key data does not rebuild a {info.dtype} key")
-    if sharding is not None:
+    if sharding is None:
+        return jax.numpy.asarray(value) if isinstance(value, np.ndarray) else value
+    if getattr(sharding, "is_fully_addressable", True):
         return jax.device_put(value, sharding)
-    return jax.numpy.asarray(value) if isinstance(value, np.ndarray) else value
+    # A sharding that spans processes: each process places its own shards.
+    if info.impl is None:
+        return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+    data = jax.make_array_from_callback(
+        array.shape, _data_sharding(sharding), lambda index: array[index]
+    )
+    return jax.random.wrap_key_data(data, impl=info.impl)
+
+
+def _data_sharding(sharding: Any) -> Any:
+    """The sharding of a key array's data: the same, with the key dims replicated."""
+    if not isinstance(sharding, jax.sharding.NamedSharding):
+        raise TypeError(
+            "load: a PRNG key sharded across processes needs a NamedSharding in `like`, "
+            f"found {type(sharding).__name__}"
+        )
+    return jax.sharding.NamedSharding(sharding.mesh, sharding.spec)
 
 
 def _mismatch_message(path: str, report: TransferReport) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 import safetensors
+from jax.experimental import multihost_utils
 
 from .._static import ARRAY_TYPES
 from .._tree import named_nodes
@@ -40,6 +41,10 @@ def save(
     The write is atomic: the file is written to a temporary file in the same
     directory, flushed to disk and renamed over `path`, so an error or a crash part
     way leaves any previous file at `path` as it was.
+
+    With several processes (`jax.distributed`), call `save` on every process: arrays
+    sharded across processes are gathered collectively, process 0 writes the file,
+    and every process returns once it is complete.
 
     **Arguments:**
     - `path`: the file to write (conventionally `*.safetensors`).
@@ -85,7 +90,10 @@ def save(
         "state": json.dumps(structures),
         "leaves": json.dumps(infos),
     }
-    _write_atomically(os.fspath(path), arrays, metadata)
+    if jax.process_index() == 0:
+        _write_atomically(os.fspath(path), arrays, metadata)
+    if jax.process_count() > 1:  # nobody reads the file before it is complete
+        multihost_utils.sync_global_devices(f"hax.checkpoint.save {os.fspath(path)}")
 
 
 def _host_array(leaf: Any, name: str) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
@@ -97,16 +105,13 @@ def _host_array(leaf: Any, name: str) -> tuple[np.ndarray[Any, Any], dict[str, A
         )
     info: dict[str, Any] = {"dtype": str(leaf.dtype)}
     if isinstance(leaf, jax.Array):
-        if not leaf.is_fully_addressable:
-            raise ValueError(
-                f"save: {name} is sharded across processes; hax.checkpoint saves arrays that "
-                "one process can read in full (gather it first, e.g. with "
-                "jax.experimental.multihost_utils.process_allgather)"
-            )
         if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             info["impl"] = str(jax.random.key_impl(leaf))
             info["shape"] = list(leaf.shape)
             leaf = jax.random.key_data(leaf)
+        if not leaf.is_fully_addressable:
+            # Sharded across processes: every process takes part in the gather.
+            leaf = multihost_utils.process_allgather(leaf, tiled=True)
     host = np.asarray(leaf, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     if host.dtype.name not in DTYPE_CODES:
         raise TypeError(
