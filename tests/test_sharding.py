@@ -20,7 +20,12 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def results():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    # CPU devices on any machine: the cases compare against the CPU single-device run.
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
     done = subprocess.run(
         [sys.executable, str(HERE / "sharding_cases.py")],
         capture_output=True,
@@ -76,7 +81,7 @@ def test_checkpoint_of_a_model_sharded_across_two_processes(tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = str(s.getsockname()[1])
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu"}
     workers = [
         subprocess.Popen(
             [sys.executable, str(HERE / "multihost_cases.py"), str(i), port, str(tmp_path)],
