@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from .._static import combine, partition
-from .._tree import is_structure_tree, structure_tree_map
+from .._tree import named_nodes, structure_tree_map
 from ..optim import merge_params, split_params, value_and_grad
 
 S = TypeVar("S")
@@ -111,7 +111,7 @@ def _update(params: Any, grads: Any, lr: Any, wd: Any) -> Any:
         rate, decay = lr_of(path), wd_of(path)
         return lambda p, g: p - rate * (g + decay * p)
 
-    if is_structure_tree(params) or "submodules" in params:
+    if "submodules" in params:  # the params part of a tree, not a bound state
         return structure_tree_map(
             lambda p, g, path: (
                 {**p, "params": jax.tree.map(leaf("/".join(path)), p["params"], g["params"])}
@@ -150,15 +150,7 @@ def layer_rates(state: Any, value: float | jax.Array) -> dict[str, jax.Array]:
     hyperparameter for `sgd_step`, to differentiate or tune layer by layer."""
     params = split_params(state)[0]
     if "submodules" in params:
-        paths: list[str] = []
-
-        def visit(node: Any, path: tuple[str, ...]) -> None:
-            if node.get("params"):
-                paths.append("/".join(path))
-            for name, child in node["submodules"].items():
-                visit(child, (*path, name))
-
-        visit(params, ())
+        paths = ["/".join(path) for path, node in named_nodes(params) if node.get("params")]
     else:
         paths = list(dict.fromkeys(_leaf_node(k) for k in params))
     return {p: jnp.asarray(value, dtype=jnp.result_type(float)) for p in paths}

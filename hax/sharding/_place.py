@@ -6,7 +6,7 @@ from typing import Any
 import jax
 
 from .._module import bind_module, tree_state, unbind_module
-from .._tree import is_structure_tree, structure_tree_map
+from .._tree import is_structure_tree
 from .._types import Module, StructureTree
 
 ShardingsFor = Callable[[StructureTree], dict[str, Any]]
@@ -22,21 +22,8 @@ def place(state: Any, shardings: dict[str, Any]) -> Any:
     """
     if not is_structure_tree(state):
         return jax.device_put(state, shardings)
-
-    def put(node: Any, path: tuple[str, ...]) -> Any:
-        prefix = "".join(f"{name}/" for name in path)
-        return {
-            **node,
-            **{
-                kind: {
-                    name: jax.device_put(value, shardings[f"{prefix}{kind}/{name}"])
-                    for name, value in node[kind].items()
-                }
-                for kind in ("params", "buffers")
-            },
-        }
-
-    return structure_tree_map(put, state)
+    placed = jax.device_put(tree_state(state), shardings)
+    return bind_module(state, {})[1].tree(placed)
 
 
 def _shape_of(x: Any) -> Any:
@@ -45,14 +32,7 @@ def _shape_of(x: Any) -> Any:
 
 def _abstract(tree: StructureTree) -> StructureTree:
     """The tree with every array replaced by its `jax.ShapeDtypeStruct`."""
-
-    def shapes(node: Any, path: tuple[str, ...]) -> Any:
-        return {
-            **node,
-            **{kind: jax.tree.map(_shape_of, node[kind]) for kind in ("params", "buffers")},
-        }
-
-    return structure_tree_map(shapes, tree)  # type: ignore[no-any-return]  # a tree of the same form
+    return bind_module(tree, {})[1].tree(jax.tree.map(_shape_of, tree_state(tree)))
 
 
 def init(constructor: Callable[[], Module], shardings_for: ShardingsFor) -> Module:
