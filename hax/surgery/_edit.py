@@ -7,7 +7,7 @@ from typing import TypeAlias
 from .._config import merge_configs
 from .._module import as_module
 from .._path import describe_path
-from .._tree import get_subtree, set_subtree, structure_tree_map
+from .._tree import empty_tree, get_subtree, set_subtree, structure_tree_map
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..nn import sequential_apply
@@ -116,10 +116,7 @@ def _insert(
         configs.append(node_config)
         pair = (node, new_node) if after else (new_node, node)
         chain: StructureTree = {
-            "params": {},
-            "buffers": {},
-            "aux": {},
-            "apply": chain_apply,
+            **empty_tree(chain_apply),
             "submodules": {"0": pair[0], "1": pair[1]},
         }
         new_tree = set_subtree(new_tree, path, chain)
