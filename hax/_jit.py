@@ -3,7 +3,6 @@
 import functools
 import inspect
 import itertools
-import operator
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -15,11 +14,37 @@ from ._static import combine, masks, partition, rebuild_parts, rebuilder
 
 _flatten = jax.tree_util.default_registry.flatten  # tree_flatten without its Python frame
 _compress = itertools.compress
-_map = map
-_is = operator.is_
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_ONE_SHARDING = (jax.sharding.Sharding, jax.sharding.PartitionSpec)
+_SHARDINGS = (
+    "hax.jit: {name} must be one Sharding (or PartitionSpec), applied to every array, "
+    "found a {found}. hax.jit passes jax.jit the arrays of the arguments and results as "
+    "flat lists, so a pytree of shardings cannot line up with them. To shard leaf by leaf, "
+    "bind the module and use jax.jit directly:\n"
+    "    state, apply = hax.bind_module(tree, config)\n"
+    "    step = jax.jit(apply, in_shardings=(state_shardings, None))"
+)
+
+
+def _unhashable_message(fn: Callable[..., Any], key: Any) -> str:
+    """Which static value of a call is unhashable, for the error `hax.jit` raises."""
+    name = getattr(fn, "__name__", repr(fn))
+    statics = key[2] if len(key) == 3 else jax.tree_util.tree_leaves(key)
+    bad = []
+    for value in statics:
+        value = value.value if isinstance(value, _Hashed) else value
+        try:
+            hash(value)
+        except TypeError:
+            bad.append(type(value).__name__)
+    return (
+        f"hax.jit({name}): every argument leaf that is not an array is static and must be "
+        f"hashable, found {', '.join(sorted(set(bad))) or 'an unhashable value'}. Pass it "
+        "as an array, as a tuple, or close over it instead of passing it."
+    )
 
 
 class _Static:
@@ -165,7 +190,10 @@ class JitFunction(Generic[P, R]):
 
     def _entry(self, key: Any, masks: tuple[tuple[bool, ...], ...] = ((), ())) -> _Entry:
         debug = DEBUG.enabled
-        entry = self._entries.get((debug, key))
+        try:
+            entry = self._entries.get((debug, key))
+        except TypeError as err:  # an unhashable static value: say which
+            raise TypeError(_unhashable_message(self.__wrapped__, key)) from err
         if entry is None:
             if debug:
                 self._warn_if_recreated(key, debug)
@@ -268,33 +296,18 @@ class JitFunction(Generic[P, R]):
             out = entry.compiled(*groups)
             return entry.finish(out)  # type: ignore[no-any-return]  # R is the wrapped fn's result
         leaves, treedef = _flatten((args, kwargs, _KWARGS) if kwargs else args, None)
+        types = tuple(map(type, leaves))
         last = self._last
-        # A loop feeds back the tree this function returned, whose static leaves are the
-        # very objects of `last.statics`: identity is the cheapest exact check and implies
-        # equal types. Array positions are checked only if jax rejects what is there
-        # (a scalar there is traced, with the same results). Else: the full comparison.
-        if (
-            last is not None
-            and last.treedef == treedef
-            and all(_map(_is, _compress(leaves, last.is_static), last.statics))
-            and last.debug is DEBUG.enabled
-        ):
-            try:
+        # Equal leaf types put arrays exactly where they were (a Python scalar where an
+        # array was is a new static value, not a traced one). A loop feeds back the tree
+        # this function returned, whose static leaves are the very objects of
+        # `last.statics`: the tuple comparison matches those by identity before value.
+        if last is not None and last.types == types and last.debug is DEBUG.enabled:
+            statics = tuple(_compress(leaves, last.is_static))
+            if last.statics == statics and last.treedef == treedef:
                 out = last.compiled(*_compress(leaves, last.is_array))
-            except TypeError:
-                if masks(tuple(map(type, leaves)), leaves)[0] == last.is_array:
-                    raise
-            else:
                 if last.out_pick is not None:
                     return last.out_unflatten(last.out_pick(out + last.out_statics))  # type: ignore[no-any-return]  # R is the wrapped fn's result
-                return last.finish(out)  # type: ignore[no-any-return]  # as above
-        types = tuple(map(type, leaves))
-        if last is not None and last.types == types:
-            statics = tuple(_compress(leaves, last.is_static))
-            if last.statics == statics and last.treedef == treedef and last.debug is DEBUG.enabled:
-                out = last.compiled(*_compress(leaves, last.is_array))
-                if last.out_pick is not None:
-                    return last.out_unflatten(last.out_pick(out + last.out_statics))  # type: ignore[no-any-return]  # as above
                 return last.finish(out)  # type: ignore[no-any-return]  # as above
             found = last.is_array, last.is_static
         else:
@@ -354,7 +367,9 @@ def jit(
     **Arguments:**
     - `static_argnames`, `donate_argnums`, `donate_argnames`: as in `jax.jit`
       (donation applies to every array inside the named arguments).
-    - `jit_kwargs`: passed to `jax.jit` (e.g. `out_shardings`).
+    - `jit_kwargs`: passed to `jax.jit`. `in_shardings`/`out_shardings` must be one
+      `Sharding` for every array; for shardings leaf by leaf, use `jax.jit` over the
+      state of `bind_module`.
 
     Usable as `@hax.jit` or `@hax.jit(donate_argnums=0)`.
     """
@@ -363,6 +378,10 @@ def jit(
             "hax.jit has no static_argnums: every non-array value is already static. Use "
             "static_argnames to make a whole argument static (it must then be hashable)."
         )
+    for name in ("in_shardings", "out_shardings"):
+        value = jit_kwargs.get(name)
+        if value is not None and not isinstance(value, _ONE_SHARDING):
+            raise TypeError(_SHARDINGS.format(name=name, found=type(value).__name__))
     options = (
         tuple(_as_tuple(static_argnames)),
         tuple(_as_tuple(donate_argnums)),

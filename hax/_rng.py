@@ -16,11 +16,14 @@ _CONTEXT: contextvars.ContextVar[list[jax.Array] | None] = contextvars.ContextVa
 
 
 def as_key(key: jax.Array | int) -> jax.Array:
-    """A typed PRNG key from an int seed, a typed key or a legacy `uint32[2]` key."""
+    """A typed PRNG key from an int seed (a Python, NumPy or 0-d array integer), a typed
+    key or a legacy `uint32[2]` key."""
     if isinstance(key, int):
         return jax.random.key(key)
     if jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
+    if key.ndim == 0 and jax.numpy.issubdtype(key.dtype, jax.numpy.integer):
+        return jax.random.key(key)
     wrapped: jax.Array = jax.random.wrap_key_data(key)
     return wrapped
 
@@ -53,7 +56,10 @@ def next_rng_key(who: str = "this constructor") -> jax.Array:
             f"{who} needs a random key: pass `rng=jax.random.key(0)`, or build the "
             "model inside `with hax.rng_context(0): ...`"
         )
-    holder[0], key = jax.random.split(holder[0])
+    # Split eagerly even while a constructor is traced (`jax.jit`, `jax.eval_shape`):
+    # the context's key must stay a concrete array, not become a tracer that escapes.
+    with jax.ensure_compile_time_eval():
+        holder[0], key = jax.random.split(holder[0])
     fresh: jax.Array = key
     return fresh
 

@@ -189,10 +189,11 @@ def filter_keys(tree: Mapping[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def split_tree(
-    tree: Mapping[str, Any], key_sets: Sequence[str | Sequence[str]]
+    tree: Mapping[str, Any], key_sets: str | Sequence[str | Sequence[str]]
 ) -> tuple[dict[str, Any], ...]:
     """Split a tree into partial trees, one per entry of `key_sets`, plus one final
     part with every kind no entry named. `merge_trees(*parts)` gives the tree back.
+    A single kind may be given as a bare str: `split_tree(tree, "params")`.
 
     **Example:**
     ```python
@@ -200,6 +201,8 @@ def split_tree(
     params, buffers, rest = hax.split_tree(tree, ["params", "buffers"])
     ```
     """
+    if isinstance(key_sets, str):
+        key_sets = [key_sets]
     sets = [_check_kinds((ks,) if isinstance(ks, str) else ks, "split_tree") for ks in key_sets]
     seen: set[str] = set()
     for ks in sets:

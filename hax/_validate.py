@@ -5,8 +5,8 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from .schema._check import check_node_spec
-from .schema._errors import Problem, ValidationError, a
+from .schema._check import check_node_spec, type_label, type_matches
+from .schema._errors import Problem, ValidationError, describe
 from .schema._node import CONFIG_ADAPTER, NODE_ADAPTER
 from .schema._spec import spec_of
 
@@ -27,10 +27,6 @@ def _key_part(name: str) -> str:
     return name if name and not set(name) & set("/. ") else repr(name)
 
 
-def _describe(value: Any) -> str:
-    return "None" if value is None else a(type(value).__name__)
-
-
 def _node_problems(
     err: pydantic.ValidationError, node: Mapping[str, Any], path: str
 ) -> list[Problem]:
@@ -45,7 +41,7 @@ def _node_problems(
             expected, found = e["msg"], str(ctx.get("found", ""))
         else:
             expected = _NODE_EXPECTED.get(e["type"], e["msg"])
-            found = "nothing" if e["type"] == "missing" else _describe(e.get("input"))
+            found = "nothing" if e["type"] == "missing" else describe(e.get("input"))
             if is_key:
                 found = f"the name {loc[-2]!r}" if e["type"] != "string_type" else found
         problems.setdefault(key, Problem(path, key, found, expected))
@@ -75,7 +71,7 @@ def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
     while stack:
         path, node = stack.pop()
         if not isinstance(node, dict):
-            problems.append(Problem(path, "<node>", _describe(node), "a structure tree (a dict)"))
+            problems.append(Problem(path, "<node>", describe(node), "a structure tree (a dict)"))
             continue
         if id(node) in seen:
             problems.append(
@@ -137,7 +133,7 @@ def _config_problems(config: Any, readers: Mapping[str, tuple[Any, str, str]]) -
     except pydantic.ValidationError as err:
         for e in err.errors(include_url=False, include_input=True):
             key = ".".join(["global_config", *_value_path(config, e["loc"])])
-            found = _describe(e.get("input"))
+            found = describe(e.get("input"))
             problems.append(
                 Problem(
                     "",
@@ -151,15 +147,15 @@ def _config_problems(config: Any, readers: Mapping[str, tuple[Any, str, str]]) -
             where = f"read by the {kind} at {path or '<root>'}"
             if key not in config:
                 problems.append(
-                    Problem("", f"global_config.{key}", "nothing", f"{a(typ.__name__)} ({where})")
+                    Problem("", f"global_config.{key}", "nothing", f"{type_label(typ)} ({where})")
                 )
-            elif type(config[key]) is not typ and not (typ is float and type(config[key]) is int):
+            elif not type_matches(config[key], typ):
                 problems.append(
                     Problem(
                         "",
                         f"global_config.{key}",
-                        _describe(config[key]),
-                        f"{a(typ.__name__)} ({where})",
+                        describe(config[key]),
+                        f"{type_label(typ)} ({where})",
                     )
                 )
     return problems

@@ -359,8 +359,24 @@ def test_debug_reports_shape_and_dtype_in_the_message():
     tree, config = misbehaving_model(changes_param_dtype)
     with hax.debug(), pytest.raises(hax.ValidationError) as info:
         hax.apply_tree(tree, config, jnp.ones(3))
-    assert "float16" in info.value.errors[0].found
-    assert "float32" in info.value.errors[0].expected
+    (problem,) = info.value.errors
+    assert problem.found == "shape (3,) dtype float16"
+    assert problem.expected == "shape (3,) dtype float32 as before apply"
+
+
+def rebuilds_children_in_sorted_order(tree, global_config, x):
+    """Rebuilds the tree the way `jax.tree_util.tree_map` does: dict keys sorted."""
+    return jax.tree_util.tree_map(lambda leaf: leaf, tree), x
+
+
+def test_debug_accepts_children_returned_in_another_order():
+    children = {name: leaf_node(other_apply) for name in ("b", "a", "10", "2")}
+    tree = leaf_node(rebuilds_children_in_sorted_order, submodules=children)
+    new, _ = hax.apply_tree(tree, {}, 1)
+    assert list(new["submodules"]) == ["10", "2", "a", "b"]
+    with hax.debug():
+        new, out = hax.apply_tree(tree, {}, 1)
+    assert out == 1 and set(new["submodules"]) == set(children)
 
 
 def test_well_behaved_apply_passes_in_debug_mode():

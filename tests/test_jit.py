@@ -162,6 +162,22 @@ def test_python_scalars_are_static_jax_scalars_traced():
     assert isinstance(seen[-1], jax.core.Tracer)
 
 
+def test_python_scalar_is_static_even_right_after_an_array_in_its_place():
+    seen = []
+
+    def fn(x, s):
+        seen.append(type(s))
+        return x * s, s
+
+    f = hax.jit(fn)
+    x = jnp.ones(2)
+    f(x, jnp.asarray(2.0))
+    y, s = f(x, 3.0)
+    np.testing.assert_allclose(y, [3.0, 3.0])
+    assert seen[-1] is float  # the Python value itself reached the function
+    assert type(s) is float and s == 3.0  # and came back as itself
+
+
 def test_bool_and_int_do_not_share_a_trace():
     counted = Counted(lambda x, flag: (x, type(flag).__name__, flag))
     f = hax.jit(counted)
@@ -290,6 +306,18 @@ def test_unknown_names_raise():
         hax.jit(fn, donate_argnums=5)
     with pytest.raises(ValueError, match="config"):
         hax.jit(fn, static_argnames="config", donate_argnames="config")
+
+
+def test_shardings_apply_to_every_array_and_pytrees_of_them_are_refused():
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    tree, config = mlp()
+    f = hax.jit(run_module, in_shardings=device, out_shardings=device)
+    new_tree, y = f(tree, config, X)
+    np.testing.assert_allclose(y, run_module(tree, config, X)[1], rtol=1e-6)
+    assert all(leaf.sharding == device for _, leaf in hax.named_leaves(new_tree))
+    for name in ("in_shardings", "out_shardings"):
+        with pytest.raises(TypeError, match=f"{name}.*one Sharding"):
+            hax.jit(run_module, **{name: ({"params": device}, None, device)})
 
 
 @pytest.fixture
@@ -465,3 +493,10 @@ def test_fed_back_results_take_the_identity_fast_path_and_changes_still_count():
     f(tree, x)
     _, y_scalar, _ = f(tree, 2.0)  # a Python scalar where an array was: same numbers
     np.testing.assert_allclose(y_scalar, 2.0)
+
+
+@pytest.mark.parametrize("by_name", [False, True])
+def test_an_unhashable_static_value_is_named_in_the_error(by_name):
+    f = hax.jit(lambda x, s: x, static_argnames="s" if by_name else None)
+    with pytest.raises(TypeError, match=r"must be hashable, found set\. Pass it as an array"):
+        f(jnp.ones(2), s={1, 2})

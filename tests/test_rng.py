@@ -88,6 +88,18 @@ def test_explicit_rng_forms():
 
 
 @pytest.mark.parametrize(
+    "seed", [np.int64(3), np.arange(5)[3], np.uint32(3), jax.numpy.asarray(3)], ids=repr
+)
+def test_integer_scalar_seeds_act_like_ints(seed):
+    expected = weight(hax.nn.Linear(4, 4, rng=3))
+    np.testing.assert_array_equal(weight(hax.nn.Linear(4, 4, rng=seed)), expected)
+    with hax.rng_context(seed):
+        from_context = weight(hax.nn.Linear(4, 4))
+    with hax.rng_context(3):
+        np.testing.assert_array_equal(from_context, weight(hax.nn.Linear(4, 4)))
+
+
+@pytest.mark.parametrize(
     "build", [lambda: hax.nn.Linear(2, 2), lambda: hax.nn.Dropout(0.5)], ids=["Linear", "Dropout"]
 )
 def test_no_context_no_rng_raises(build):
@@ -111,3 +123,23 @@ def test_next_rng_key():
     assert not np.array_equal(jax.random.key_data(k1), jax.random.key_data(k2))
     with pytest.raises(ValueError, match="MyLayer"):
         hax.next_rng_key("MyLayer")
+
+
+@pytest.mark.parametrize(
+    "transform", [jax.jit, lambda f: lambda: jax.eval_shape(f)], ids=["jit", "eval_shape"]
+)
+def test_building_under_a_transform_keeps_the_context_usable(transform):
+    """A constructor traced inside the context (e.g. by `hax.sharding.init`) takes the
+    next key like any other, and later constructors still work."""
+
+    def linear_weight():  # a new function per test: jax caches traces by function
+        return hax.nn.Linear(4, 4)[0]["params"]["weight"]
+
+    with hax.rng_context(0):
+        first, second = np.asarray(linear_weight()), np.asarray(linear_weight())
+    with hax.rng_context(0):
+        built = transform(linear_weight)()
+        after = np.asarray(linear_weight())
+    np.testing.assert_array_equal(after, second)
+    if transform is jax.jit:
+        np.testing.assert_array_equal(built, first)

@@ -336,6 +336,13 @@ def test_split_tree_parts_content():
     assert_trees_equal(rest, hax.filter_keys(t, "aux", "apply"))
 
 
+def test_split_tree_takes_a_single_kind_as_a_str():
+    t = make_tree()
+    params, rest = hax.split_tree(t, "params")
+    assert_trees_equal(params, hax.filter_keys(t, "params"))
+    assert_trees_equal(rest, hax.filter_keys(t, "buffers", "aux", "apply"))
+
+
 def test_split_tree_rejects_overlap_and_unknown():
     with pytest.raises(ValueError, match="params"):
         hax.split_tree(make_tree(), ["params", ("params", "aux")])

@@ -216,6 +216,14 @@ def test_aux_numpy_scalar_rejected(value):
     assert where(err) == [("", "aux.x")]
 
 
+@pytest.mark.parametrize("value", [np.bool_(True), np.float32(1.0)])
+def test_numpy_scalars_are_named_as_numpy_types(value):
+    """`found a bool` would contradict `expected ... bool ...`: say it is NumPy's."""
+    err = problems(node(aux={"x": value}), {"x": value})
+    assert where(err) == [("", "aux.x"), ("", "global_config.x")]
+    assert [p.found for p in err.errors] == [f"a numpy.{type(value).__name__}"] * 2
+
+
 def test_aux_non_str_key_with_bad_value():
     err = problems(node(aux={1: [1]}))
     assert ("", "aux.1") in where(err)
@@ -711,6 +719,34 @@ def test_register_spec_returns_the_function_and_rejects_non_functions():
 def test_layer_spec_rejects_non_jaxtyping_annotations():
     with pytest.raises(TypeError):
         layer_spec("Bad", params={"w": int})
+
+
+def optional_apply(tree, global_config, x):
+    return tree, x
+
+
+register_spec(
+    optional_apply,
+    layer_spec("Optional", aux={"padding_idx": int | None}, config={"mode": str | None}),
+)
+
+
+@pytest.mark.parametrize("value", [None, 3])
+def test_spec_aux_and_config_types_may_be_unions(value):
+    tree = node(apply=optional_apply, aux={"padding_idx": value})
+    assert hax.validate(tree, {"mode": None}) is tree
+    assert hax.validate(tree, {"mode": "a"}) is tree
+
+
+def test_spec_union_types_report_every_member():
+    err = problems(node(apply=optional_apply, aux={"padding_idx": "3"}), {"mode": 1})
+    assert where(err) == [("", "aux.padding_idx"), ("", "global_config.mode")]
+    assert err.errors[0].expected == "an int or None"
+    assert err.errors[0].found == "a str"
+    assert err.errors[1].expected.startswith("a str or None (read by the Optional at <root>)")
+    err = problems(node(apply=optional_apply, aux={}), {})
+    assert err.errors[0].expected == "an int or None (the Optional needs it)"
+    assert err.errors[1].expected.startswith("a str or None (")
 
 
 # ---------------------------------------------------------------- deep trees

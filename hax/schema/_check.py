@@ -1,9 +1,11 @@
 """Checking one node's arrays against its `LayerSpec`: shapes, dtypes, shared dims."""
 
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import Problem, a
+from ._errors import Problem, a, describe
 from ._spec import ArraySpec, Dim, LayerSpec, dtype_matches
 
 
@@ -89,6 +91,28 @@ def match_shape(spec: ArraySpec, shape: tuple[int, ...], bound: dict[str, Any]) 
 _MISSING = object()
 
 
+def _members(typ: Any) -> tuple[Any, ...]:
+    """The types a spec's aux or config entry allows: `int`, or each of `int | None`."""
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        return typing.get_args(typ)
+    return (typ,)
+
+
+def type_matches(value: Any, typ: Any) -> bool:
+    """Whether `value` is exactly of type `typ` (or of a member of a union such as
+    `int | None`); an int is accepted where a float is."""
+    allowed = _members(typ)
+    kind = type(value)
+    return kind in allowed or (kind is int and float in allowed)
+
+
+def type_label(typ: Any) -> str:
+    """`typ` for messages: `"an int"`, `"an int or None"`."""
+    return " or ".join(
+        "None" if t is type(None) else a(getattr(t, "__name__", str(t))) for t in _members(typ)
+    )
+
+
 def _is_int_tuple(value: Any) -> bool:
     return type(value) is tuple and all(type(v) is int for v in value)
 
@@ -106,11 +130,10 @@ def check_node_spec(
     for name, typ in spec.aux.items():
         value = aux.get(name, _MISSING)
         if value is _MISSING:
-            needs = f"{a(typ.__name__)} (the {spec.kind} needs it)"
+            needs = f"{type_label(typ)} (the {spec.kind} needs it)"
             problems.append(Problem(path, f"aux.{name}", "nothing", needs))
-        elif type(value) is not typ and not (typ is float and type(value) is int):
-            found = a(type(value).__name__)
-            problems.append(Problem(path, f"aux.{name}", found, a(typ.__name__)))
+        elif not type_matches(value, typ):
+            problems.append(Problem(path, f"aux.{name}", describe(value), type_label(typ)))
     # Dimension names bind first from aux values of the same name: ints for named
     # dims, tuples of ints for variadic ones (`*normalized_shape`).
     bound: dict[str, Any] = {k: v for k, v in aux.items() if type(v) is int or _is_int_tuple(v)}

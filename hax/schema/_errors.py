@@ -1,11 +1,21 @@
 """`ValidationError`: every problem found in a tree, each with its path and key."""
 
 from dataclasses import dataclass
+from typing import Any
 
 
 def a(noun: str) -> str:
     """`noun` with its indefinite article: `a("int")` is `"an int"`."""
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def describe(value: Any) -> str:
+    """What `value` is, for messages: its type, never its contents (`"a list"`, `"None"`).
+    NumPy types are named as such: a `numpy.bool` is not the `bool` a message asks for."""
+    if value is None:
+        return "None"
+    kind = type(value)
+    return a(f"numpy.{kind.__name__}" if kind.__module__ == "numpy" else kind.__name__)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing_extensions import TypeAliasType, TypedDict
 
 from .._static import ARRAY_TYPES
 from .._tree import key_path_str
-from ._errors import a
+from ._errors import a, describe
 
 
 def _is_none(x: Any) -> bool:
@@ -43,7 +43,7 @@ def _check_array_tree(value: Any) -> Any:
         return value
     leaves = jax.tree_util.tree_leaves_with_path(value, is_leaf=_is_none)
     if len(leaves) == 1 and leaves[0][1] is value:  # not a pytree container
-        found = "None" if value is None else a(type(value).__name__)
+        found = describe(value)
     else:
         bad = [
             f"{key_path_str(path)} ({type(leaf).__name__})"
@@ -75,7 +75,7 @@ def _check_apply(value: Any) -> Any:
         raise PydanticCustomError(
             "hax_not_callable",
             "a callable apply(tree, global_config, *args)",
-            {"found": a(type(value).__name__)},
+            {"found": describe(value)},
         )
     try:
         problem = _apply_problem(value)
@@ -101,7 +101,7 @@ def _check_aux_value(value: Any) -> Any:
         raise PydanticCustomError(
             "hax_bad_aux",
             "a hashable JSON-like value (bool, int, float, str, None, or a tuple of them)",
-            {"found": a(type(value).__name__)},
+            {"found": describe(value)},
         )
     return value
 

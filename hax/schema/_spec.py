@@ -54,7 +54,7 @@ class LayerSpec:
 
     - `kind`: the layer's name for messages, e.g. `"Linear"`.
     - `params`, `buffers`: entry name -> `ArraySpec`; entries not declared are errors.
-    - `aux`: required aux keys and their Python types.
+    - `aux`: required aux keys and their Python types (`int | None` allows either).
     - `config`: global-config keys the layer reads and their types.
     """
 
