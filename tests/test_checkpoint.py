@@ -5,6 +5,7 @@ import json
 import math
 import os
 import struct
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -292,6 +293,30 @@ def test_non_strict_load_keeps_what_does_not_match(tmp_path):
         if n.split("/")[-1] not in ("extra", "float32", "int32")
     }
     assert len(report.missing) == 1 and len(report.unused) == 1 and len(report.mismatched) == 2
+
+
+def test_frozen_flags_come_from_like_with_a_warning_when_dropped(tmp_path):
+    path = tmp_path / "m.safetensors"
+    with hax.rng_context(0):
+        tree, config = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.ReLU(), nn.Linear(4, 2)))
+    frozen = hax.surgery.freeze(tree, ["0", "1"])
+    ckpt.save(path, frozen, config)
+    assert ckpt.read_info(path).nodes["1/1"].aux["frozen"] is True
+    # like keeps its aux: the saved frozen flags are dropped, and load says which
+    for strict in (True, False):
+        with pytest.warns(UserWarning, match=r"frozen nodes \['0', '1'\] that `like` does not"):
+            loaded = ckpt.load(path, like=(tree, config), strict=strict)[0]
+        assert hax.surgery.trainable_mask(loaded) == hax.surgery.trainable_mask(tree)
+    # freezing like first (or after loading, as the warning says) restores them, silently
+    refrozen = hax.surgery.freeze(loaded, ["0", "1"])
+    assert hax.surgery.trainable_mask(refrozen) == hax.surgery.trainable_mask(frozen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded, _ = ckpt.load(path, like=(frozen, config))
+        assert_trees_equal(loaded, frozen)
+        ckpt.load(path, like=hax.surgery.freeze(tree, ""))  # like may freeze more
+        ckpt.save(path, tree, config)
+        ckpt.load(path, like=frozen)  # or freeze what the file did not
 
 
 def test_inputs_are_not_mutated(tmp_path):

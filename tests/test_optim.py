@@ -53,6 +53,65 @@ def test_split_and_merge_params_are_inverse_for_trees_and_bound_states():
         hax.optim.split_params([1, 2])
 
 
+@hax.organized_apply
+def named_params_apply(org, x):
+    return org.params(org.lin(x))
+
+
+@hax.organized_init(named_params_apply)
+def NodeNamedParams(org):
+    org.lin = nn.Linear(3, 3, rng=0)
+    org.params = nn.BatchNorm1d(3)  # a node may be named "params"
+
+
+def test_a_node_named_params_keeps_its_buffers_out_of_the_params():
+    tree, config = NodeNamedParams()
+    state, apply = hax.bind_module(tree, config)
+    params, rest = hax.optim.split_params(state)
+    assert set(params) == {
+        "lin/params/weight", "lin/params/bias", "params/params/weight", "params/params/bias"
+    }  # fmt: skip
+    assert set(rest) == {
+        "params/buffers/running_mean", "params/buffers/running_var",
+        "params/buffers/num_batches_tracked",
+    }  # fmt: skip
+
+    def loss_fn(state, x):
+        new_state, out = apply(state, x)
+        return jnp.mean(out**2), new_state
+
+    optimizer = optax.sgd(0.1)
+    step = jax.jit(hax.optim.train_step(loss_fn, optimizer))
+    new_state, _, _ = step(state, optimizer.init(params), X)
+    # the buffers advance as BatchNorm says, not by a gradient step
+    assert int(new_state["params/buffers/num_batches_tracked"]) == 1
+    _, h = hax.apply_tree(tree["submodules"]["lin"], config, X)
+    np.testing.assert_allclose(
+        new_state["params/buffers/running_mean"], 0.1 * np.mean(h, axis=0), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_dynamic_loss_scale_must_wrap_the_whole_optimizer():
+    tree, _ = model()
+    config = {"train_mode": False}
+    sgd = optax.sgd(0.1)
+    params = hax.optim.params_of(tree)
+    ref, _, _ = hax.optim.train_step(make_loss(config), sgd)(tree, sgd.init(params), (X, Y))
+    outer = hax.optim.dynamic_loss_scale(optax.chain(optax.identity(), sgd))
+    step = hax.optim.train_step(make_loss(config), outer)
+    new_tree, _, metrics = step(tree, outer.init(params), (X, Y))
+    assert bool(metrics["grads_finite"])
+    for (name, a), (_, b) in zip(
+        hax.named_leaves(new_tree, ["params"]), hax.named_leaves(ref, ["params"]), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=name)
+    # nested, the loss would not be scaled while the gradients are divided by 2**15
+    inner = optax.chain(optax.identity(), hax.optim.dynamic_loss_scale(sgd))
+    step = hax.optim.train_step(make_loss(config), inner)
+    with pytest.raises(TypeError, match="must wrap the whole optimizer"):
+        step(tree, inner.init(params), (X, Y))
+
+
 def test_value_and_grad_matches_finite_differences_and_skips_buffers():
     tree, config = model()
     config = {"train_mode": False}  # deterministic: dropout off, running stats used

@@ -131,6 +131,42 @@ def test_rebuilding_the_same_policy_does_not_retrace_and_reapplying_replaces_it(
     assert twice["apply"].policy == hax.precision.Policy()
 
 
+def test_apply_returns_the_stored_params_not_rounded_copies():
+    tree, config = model()
+    mixed = hax.precision.mixed_precision(tree, hax.precision.Policy(compute_dtype="bfloat16"))
+    eval_config = {**config, "train_mode": False}
+    for run in (hax.apply_tree, hax.jit(hax.apply_tree)):
+        new_tree, _ = run(mixed, eval_config, X)
+        # float32 params survive a bfloat16 forward pass bit for bit
+        assert_trees_equal(new_tree, mixed)
+
+
+def identity_wrap(inner, tree, config, *args):
+    return inner(tree, config, *args)
+
+
+def test_wrapped_nodes_keep_the_policy():
+    tree, config = model()
+    mixed = hax.precision.mixed_precision(tree, hax.precision.Policy(compute_dtype="bfloat16"))
+    _, ref = hax.apply_tree(mixed, config, X)
+    # the root (the policy itself) under a wrap or a capture
+    _, out = hax.apply_tree(hax.surgery.wrap(mixed, "", identity_wrap), config, X)
+    np.testing.assert_array_equal(out, ref)
+    _, out, captured = hax.surgery.intermediates(mixed, config, "", X)
+    np.testing.assert_array_equal(out, ref)
+    (root_out,) = captured[""]
+    assert root_out.dtype == jnp.float32
+    # a wrapped LayerNorm still computes in float32, as unwrapped
+    seen = []
+
+    def record(inner, tree, config, x):
+        seen.append((x.dtype, tree["params"]["weight"].dtype))
+        return inner(tree, config, x)
+
+    hax.apply_tree(hax.surgery.wrap(mixed, "2", record), config, X)
+    assert seen == [(jnp.float32, jnp.float32)]
+
+
 def regression_data(n=64):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, 4)).astype(np.float32)

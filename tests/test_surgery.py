@@ -498,7 +498,7 @@ def test_freeze_with_optax_keeps_frozen_params_bit_identical():
 
     # Flat mask for bound state; frozenness moves with a node and survives hax.jit.
     flat = surgery.trainable_mask(frozen, flat=True)
-    assert set(flat) == set(hax.bind_module(frozen, config)[0])
+    assert set(flat) == set(hax.optim.params_of(hax.bind_module(frozen, config)[0]))
     assert flat == {"0/params/weight": False, "0/params/bias": False, "4/params/weight": True,
                     "4/params/bias": True}  # fmt: skip
     moved, _ = surgery.insert_after(frozen, "0", nn.Linear(8, 8, rng=1))  # not run
@@ -510,6 +510,37 @@ def test_freeze_with_optax_keeps_frozen_params_bit_identical():
     assert surgery.trainable_mask(returned) == mask
     everything_but_head = surgery.unfreeze(surgery.freeze(tree, ""), "4")
     assert surgery.trainable_mask(everything_but_head, flat=True) == flat
+
+
+def test_flat_mask_fits_a_bound_train_step_with_buffers_and_weight_decay():
+    with hax.rng_context(0):
+        tree, config = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    frozen = surgery.freeze(tree, "0")
+    state, apply = hax.bind_module(frozen, config)
+    mask = surgery.trainable_mask(frozen, flat=True)
+    assert mask == {
+        "0/params/weight": False, "0/params/bias": False, "1/params/weight": True,
+        "1/params/bias": True, "2/params/weight": True, "2/params/bias": True,
+    }  # fmt: skip
+
+    def loss_fn(state, x):
+        new_state, out = apply(state, x)
+        return jnp.mean(out**2), new_state
+
+    adamw = optax.adamw(0.1, weight_decay=0.5)  # decay would move frozen params too
+    optimizer = optax.multi_transform({True: adamw, False: optax.set_to_zero()}, mask)
+    step = jax.jit(hax.optim.train_step(loss_fn, optimizer))
+    x = jnp.arange(15.0).reshape(5, 3)
+    new_state, _, _ = step(state, optimizer.init(hax.optim.params_of(state)), x)
+    for name in ("0/params/weight", "0/params/bias"):
+        np.testing.assert_array_equal(new_state[name], state[name])
+    # the trainable params take adamw's first step, by hand: p - lr * (sign(g) + wd * p)
+    grads = jax.grad(lambda p: loss_fn({**state, **p}, x)[0])(hax.optim.params_of(state))
+    for name in ("1/params/weight", "2/params/weight", "2/params/bias"):
+        g, p = grads[name], state[name]
+        expected = p - 0.1 * (g / (jnp.abs(g) + 1e-8) + 0.5 * p)
+        np.testing.assert_allclose(new_state[name], expected, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert int(new_state["1/buffers/num_batches_tracked"]) == 1
 
 
 # ---------------------------------------------------------------- contracts and errors
@@ -619,7 +650,8 @@ def test_weight_tying_one_leaf_through_grad_surgery_and_checkpoint(tmp_path):
     checkpoint = pytest.importorskip("hax.checkpoint")
     checkpoint.save(tmp_path / "lm.safetensors", (edited, config))
     fresh, _ = surgery.insert_after(_tied_lm(1)[0], "body", Scale(2.0))
-    loaded, _ = checkpoint.load(tmp_path / "lm.safetensors", like=(fresh, config))
+    with pytest.warns(UserWarning, match=r"frozen nodes \['embed'\]"):  # like's aux is kept
+        loaded, _ = checkpoint.load(tmp_path / "lm.safetensors", like=(fresh, config))
     assert_trees_equal(hax.filter_keys(loaded, "params"), hax.filter_keys(edited, "params"))
     np.testing.assert_allclose(outputs([loaded], config, tokens)[0], out_edited, rtol=1e-5)
     saved_aux = checkpoint.read_info(tmp_path / "lm.safetensors").nodes["embed"].aux

@@ -1,6 +1,7 @@
 """`load` and `read_info`: read checkpoints written by `save`."""
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal, overload
 
@@ -16,7 +17,10 @@ from .._report import (
     replace_state_leaves,
     state_leaves,
 )
-from .._types import GlobalConfig
+from .._tree import named_nodes
+from .._types import GlobalConfig, StructureTree
+from ..surgery._freeze import FROZEN
+from ..surgery._select import outermost
 from ._format import (
     FORMAT_VERSION,
     Contents,
@@ -91,7 +95,11 @@ def load(
     - `like`: what to load into: a structure tree, a module `(tree, config)`, or a
       bound state (the flat dict of `hax.bind_module`). Its leaves may be arrays or
       `jax.ShapeDtypeStruct`s; each loaded array is placed with the `sharding` of the
-      leaf it replaces, when that leaf has one. Its aux and apply values are kept.
+      leaf it replaces, when that leaf has one. Its aux and apply values are kept,
+      the frozen flags (`aux["frozen"]`, see `hax.surgery.freeze`) included: nodes
+      that were frozen when saved but are not in `like` come back trainable, with a
+      `UserWarning` naming them (`hax.surgery.freeze` them again, or freeze `like`
+      first; `read_info(path).nodes` has the saved aux).
       Without `like`, `load` returns the bound state.
     - `strict`: with `like`, every leaf name, shape and dtype must match: otherwise a
       `CheckpointMismatchError` lists every missing, unused and mismatched leaf at
@@ -154,8 +162,32 @@ def _load_into(
     new_state = replace_state_leaves(like_state, new)
     if like_tree is None:
         return new_state, config, report
+    _warn_if_unfrozen(name, contents, like_tree)
     _, bound = bind_module(like_tree, {})
     return bound.tree(new_state), config, report
+
+
+def _warn_if_unfrozen(path: str, contents: Contents, like: StructureTree) -> None:
+    """Warn when the file's nodes were frozen (`aux["frozen"]`) and the same nodes of
+    `like` are not: load keeps `like`'s aux, so they come back trainable."""
+    if contents.nodes is None:
+        return
+    thawed = [
+        p
+        for p, node in named_nodes(like)
+        if node["aux"].get(FROZEN) is not True
+        and (info := contents.nodes.get("/".join(p))) is not None
+        and info.aux.get(FROZEN) is True
+    ]
+    if thawed:
+        names = ["/".join(p) for p in outermost(thawed)]
+        warnings.warn(
+            f"{path}: the checkpoint has frozen nodes {names} that `like` "
+            "does not freeze; load keeps `like`'s aux, so they are trainable now. Freeze them "
+            f"again with hax.surgery.freeze(tree, {names}), or freeze `like` before loading.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _read(f: BinaryIO, contents: Contents, name: str, sharding: Any) -> Any:

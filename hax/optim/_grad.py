@@ -12,7 +12,10 @@ from .._tree import is_structure_tree, merge_trees, split_tree
 
 
 def _is_param_key(key: str) -> bool:
-    return key.startswith("params/") or "/params/" in key
+    """Whether a bound-state key (`"a/b/params/weight"`) names a param: its kind is the
+    second-to-last name (a node may itself be named `"params"`)."""
+    parts = key.split("/")
+    return len(parts) >= 2 and parts[-2] == "params"
 
 
 def split_params(state: Any) -> tuple[Any, Any]:

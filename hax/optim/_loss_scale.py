@@ -45,7 +45,9 @@ def dynamic_loss_scale(
     the gradients by the scale again. If any gradient is not finite, the step is
     skipped (params, optimizer state and buffers stay as they were) and the scale is
     divided by `factor` (not below `min_scale`); after `period` finite steps in a row
-    it is multiplied by `factor`. The state is a `DynamicLossScaleState`.
+    it is multiplied by `factor`. The state is a `DynamicLossScaleState`. Wrap the
+    whole optimizer (`dynamic_loss_scale(optax.multi_transform(...))`): `train_step`
+    refuses a loss scale nested inside another transformation.
     """
 
     def init(params: Any) -> DynamicLossScaleState:

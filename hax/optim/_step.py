@@ -3,11 +3,17 @@
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from ._grad import merge_params, split_params, value_and_grad
 from ._loss_scale import DynamicLossScaleState, select_tree
+
+
+def _holds_loss_scale(opt_state: Any) -> bool:
+    leaves = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, DynamicLossScaleState))
+    return any(isinstance(x, DynamicLossScaleState) for x in leaves)
 
 
 def params_of(state: Any) -> Any:
@@ -35,7 +41,9 @@ def train_step(
     `opt_state`), so they can be changed without recompiling, or differentiated.
     With an optimizer wrapped by `dynamic_loss_scale`, the loss is scaled before
     differentiation, a step with non-finite gradients is skipped, and `metrics` adds
-    `loss_scale` and `grads_finite`.
+    `loss_scale` and `grads_finite`. `dynamic_loss_scale` must be the outermost
+    transformation (`dynamic_loss_scale(optax.chain(...))`); nested inside another,
+    it raises `TypeError`.
 
     **Example:**
     ```python
@@ -55,6 +63,13 @@ def train_step(
 
     def step(state: Any, opt_state: Any, batch: Any) -> tuple[Any, Any, dict[str, Any]]:
         scaled = isinstance(opt_state, DynamicLossScaleState)
+        if not scaled and _holds_loss_scale(opt_state):
+            raise TypeError(
+                "hax.optim.train_step: dynamic_loss_scale must wrap the whole optimizer "
+                "(e.g. dynamic_loss_scale(optax.chain(...)) or dynamic_loss_scale("
+                "optax.multi_transform(...))): inside another transformation the loss "
+                "is not scaled but the gradients are still divided by the scale"
+            )
         if scaled:
             (loss, out), grads = scaled_grad_fn(state, batch, opt_state.scale)
             loss = loss / opt_state.scale

@@ -18,6 +18,7 @@ from ..nn import (
     rms_norm_apply,
     softmax_apply,
 )
+from ..surgery._wrap import unwrapped
 
 AUX_KEY = "compute_dtype"
 """A node whose `aux` has this key (a dtype name such as `"float32"`) computes in
@@ -107,13 +108,21 @@ class PolicyApply:
         name = node["aux"].get(AUX_KEY)
         if name is not None:
             return _dtype_name(name)
-        if node["apply"] in self.float32_applies:
+        if any(a in self.float32_applies for a in unwrapped(node["apply"])):  # wraps too
             return "float32"
         return outer
 
+    def _compute_apply(self, apply: ApplyFn) -> ApplyFn:
+        """The apply to run a node with. At the root, the policy itself (possibly under
+        wraps, e.g. `hax.surgery.intermediates` of the root) is already running, so
+        the root runs the apply the policy wraps."""
+        if any(a is self for a in unwrapped(apply)):
+            return self.inner
+        return apply
+
     def _for_compute(self, node: StructureTree, outer: str) -> StructureTree:
         dtype = self._node_dtype(node, outer)
-        apply = self.inner if node["apply"] is self else node["apply"]
+        apply = self._compute_apply(node["apply"])
         return {
             **node,
             "params": cast_floating(node["params"], dtype),
@@ -131,14 +140,17 @@ class PolicyApply:
         args, kwargs = cast_floating((args, kwargs), compute)
         new_cast, out = cast["apply"](cast, global_config, *args, **kwargs)
 
-        def restore(new: Any, old: Any, path: tuple[str, ...]) -> Any:
-            # Params go back to their stored dtypes; applies to the originals.
-            params = jax.tree.map(
-                lambda n, o: n.astype(o.dtype) if _is_float(n) else n, new["params"], old["params"]
-            )
+        def param(new: Any, cast: Any, old: Any) -> Any:
+            if new is cast:  # unchanged by apply: the stored value, not a rounded copy
+                return old
+            return new.astype(old.dtype) if _is_float(new) else new
+
+        def restore(new: Any, cast: Any, old: Any, path: tuple[str, ...]) -> Any:
+            # Params go back to their stored values and dtypes; applies to the originals.
+            params = jax.tree.map(param, new["params"], cast["params"], old["params"])
             return {**new, "params": params, "apply": old["apply"]}
 
-        new_tree = structure_tree_map(restore, new_cast, tree)
+        new_tree = structure_tree_map(restore, new_cast, cast, tree)
         return new_tree, cast_floating(out, self.policy.output_dtype)
 
 
@@ -156,8 +168,11 @@ def mixed_precision(
     their own dtype). Nodes whose apply is in `float32_applies` (normalisations and
     softmaxes by default) compute in float32, and any node with
     `aux["compute_dtype"] = "float32"` (or another dtype name) computes in that dtype:
-    its floating inputs are cast to it and its outputs back. Gradients flow through
-    every cast, so `jax.grad` gives float32 gradients for float32 params.
+    its floating inputs are cast to it and its outputs back. A node wrapped by
+    `hax.surgery.wrap` (or captured by `hax.surgery.intermediates`) keeps its dtype.
+    Gradients flow through every cast, so `jax.grad` gives float32 gradients for
+    float32 params. The tree that apply returns holds the stored params themselves
+    (not copies rounded through the compute dtype) unless apply changed them.
 
     The root's apply becomes a `PolicyApply` wrapping the old one; calling
     `mixed_precision` again replaces the policy.

@@ -28,12 +28,13 @@ def freeze(tree: StructureTree, selector: Selector) -> StructureTree:
     """Freeze the params of every node `selector` matches and of all their descendants.
 
     Frozenness is recorded in each node's `aux` as `"frozen": True`, so it travels
-    with the node: through checkpoints that keep `aux`, through `hax.jit` (a change
-    of it recompiles, like any `aux` value) and through surgery (a node moved by
-    `insert_after` stays frozen; a node added by `replace` or `insert_*` is
-    trainable). Nothing changes in apply: an optimizer skips frozen params when given
-    `trainable_mask(tree)`. Buffers (e.g. BatchNorm statistics) still update in train
-    mode, as in PyTorch. Returns a new tree.
+    with the node: through `hax.jit` (a change of it recompiles, like any `aux`
+    value) and through surgery (a node moved by `insert_after` stays frozen; a node
+    added by `replace` or `insert_*` is trainable). `hax.checkpoint.save` records it,
+    but `load(path, like=...)` keeps the aux of `like` and warns when that drops a
+    saved flag: freeze `like` as it was when saved. Nothing changes in apply: an
+    optimizer skips frozen params when given `trainable_mask(tree)`. Buffers (e.g.
+    BatchNorm statistics) still update in train mode, as in PyTorch. Returns a new tree.
 
     **Example:** `tree = hax.surgery.unfreeze(hax.surgery.freeze(tree, ""), "head")`
     trains only the head.
@@ -51,7 +52,9 @@ def trainable_mask(tree: StructureTree, *, flat: bool = False) -> dict[str, Any]
 
     By default it has the structure of `hax.filter_keys(tree, "params")` (and of the
     params part of `hax.split_tree(tree, ["params"])`); with `flat=True` it has the
-    keys of `hax.bind_module`'s state (`"0/params/weight"`), buffers all `False`.
+    params keys of `hax.bind_module`'s state (`"0/params/weight"`), the structure of
+    `hax.optim.params_of(state)`, which `hax.optim.train_step` updates. Either way
+    buffers are not in the mask: they are not trained.
 
     **Example** (with optax): give frozen params a zero update,
     ```python
@@ -73,8 +76,6 @@ def trainable_mask(tree: StructureTree, *, flat: bool = False) -> dict[str, Any]
         prefix = "".join(f"{name}/" for name in path)
         for name, value in node["params"].items():
             mask[f"{prefix}params/{name}"] = _filled(value, _trainable(node))
-        for name, value in node["buffers"].items():
-            mask[f"{prefix}buffers/{name}"] = _filled(value, False)
     return mask
 
 
