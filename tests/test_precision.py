@@ -209,3 +209,27 @@ def test_float16_dynamic_loss_scaling_recovers_from_overflow():
     assert losses[-1] < 0.5 * losses[first_ok]  # and it trains
     for name, leaf in hax.named_leaves(t, ["params"]):
         assert leaf.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(leaf))), name
+
+
+def test_surgery_and_validate_see_through_the_policy_at_the_root():
+    with hax.rng_context(0):
+        tree, config = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    policy = hax.precision.Policy(compute_dtype="bfloat16")
+    mixed = hax.precision.mixed_precision(tree, policy)
+    assert hax.surgery.paths(mixed, hax.surgery.select(mixed, kind=nn.Sequential)) == [()]
+
+    removed = hax.surgery.remove(mixed, "1")  # a Sequential's child, under the policy
+    expected = hax.precision.mixed_precision(hax.surgery.remove(tree, "1"), policy)
+    x = jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    _, out = hax.apply_tree(removed, config, x)
+    _, want = hax.apply_tree(expected, config, x)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(want))
+    assert removed["apply"] == mixed["apply"]
+
+    with hax.rng_context(0):
+        linear, _ = nn.Linear(4, 3)
+    bad = hax.precision.mixed_precision(linear, policy)
+    bad = {**bad, "params": {**bad["params"], "bias": jnp.zeros(2)}}
+    expected_bias = r"params\.bias: expected shape \(out_features=3,\)"
+    with pytest.raises(hax.ValidationError, match=expected_bias):
+        hax.validate(bad)

@@ -18,6 +18,7 @@ from ..nn import (
     rms_norm_apply,
     softmax_apply,
 )
+from ..schema import LayerSpec, spec_of
 from ..surgery._wrap import unwrapped
 
 AUX_KEY = "compute_dtype"
@@ -103,6 +104,16 @@ class PolicyApply:
     inner: ApplyFn
     policy: Policy
     float32_applies: frozenset[Any]
+
+    @property
+    def __hax_wraps__(self) -> ApplyFn:
+        """The model's own root apply: surgery and `select(kind=...)` see through."""
+        return self.inner
+
+    @property
+    def __hax_spec__(self) -> LayerSpec | None:
+        """The root keeps the layer spec of its own apply, so `validate` checks it."""
+        return spec_of(self.inner)
 
     def _node_dtype(self, node: StructureTree, outer: str) -> str:
         name = node["aux"].get(AUX_KEY)

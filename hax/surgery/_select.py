@@ -61,6 +61,9 @@ def kind_of(apply: Any) -> str:
     (`"Linear"`), else its function name; a wrap is shown after the wrapped kind."""
     if isinstance(apply, Wrapped):
         return f"{kind_of(apply.inner)} [wrap: {fn_name(apply.fn)}]"
+    inner = getattr(apply, "__hax_wraps__", None)
+    if inner is not None:
+        return f"{kind_of(inner)} [{type(apply).__name__}]"
     spec = spec_of(apply)
     if spec is not None:
         return spec.kind

@@ -44,6 +44,10 @@ class Wrapped:
     def __hax_spec__(self) -> LayerSpec | None:
         return spec_of(self.inner)
 
+    @property
+    def __hax_wraps__(self) -> ApplyFn:
+        return self.inner
+
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Wrapped)
@@ -64,9 +68,9 @@ def fn_name(fn: Any) -> str:
 
 
 def unwrapped(apply: Any) -> Iterator[Any]:
-    """`apply`, then the apply it wraps, and so on down to the layer's own apply."""
-    while True:
+    """`apply`, then the apply it wraps, and so on down to the layer's own apply. An
+    apply wraps another when it names it as `__hax_wraps__`: a `Wrapped`, or the root
+    apply that `hax.precision.mixed_precision` puts around a model's own."""
+    while apply is not None:
         yield apply
-        if not isinstance(apply, Wrapped):
-            return
-        apply = apply.inner
+        apply = getattr(apply, "__hax_wraps__", None)
