@@ -134,7 +134,11 @@ def test_summary_of_sharded_arrays_has_sharding_columns():
         print(summary(tree))
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",  # 4 virtual CPU devices, even on a machine with a GPU
+    }
     env.pop("HAX_DEBUG", None)
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
