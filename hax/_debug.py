@@ -125,7 +125,8 @@ def _signature(tree: StructureTree) -> tuple[Any, ...]:
         for kind in ("params", "buffers")
         for name, v in tree[kind].items()
     }
-    return static_key(tree["aux"]), tree["apply"], tuple(tree["submodules"]), arrays
+    aux = {name: (static_key(value), value) for name, value in tree["aux"].items()}
+    return aux, tree["apply"], tuple(tree["submodules"]), arrays
 
 
 def checked_apply(
@@ -171,8 +172,11 @@ def _changes(before: tuple[Any, ...], after: tuple[Any, ...], path: str) -> list
     aux1, apply1, subs1, arrays1 = after
     why = "apply must not change a tree's structure; use hax.surgery for that"
     problems = []
-    if aux0 != aux1:
-        problems.append(Problem(path, "aux", "aux changed by apply", "aux unchanged", why))
+    for name in sorted(set(aux0) | set(aux1)):  # aux values are small: say what changed
+        if name not in aux1 or name not in aux0 or aux0[name][0] != aux1[name][0]:
+            found = repr(aux1[name][1]) if name in aux1 else "nothing"
+            expected = repr(aux0[name][1]) if name in aux0 else "no new entries"
+            problems.append(Problem(path, f"aux.{name}", found, f"{expected} as before apply", why))
     if apply0 is not apply1:
         problems.append(Problem(path, "apply", f"{apply1!r}", f"the same apply ({apply0!r})", why))
     if set(subs0) != set(subs1):  # the set: JAX rebuilds dicts with sorted keys

@@ -329,8 +329,8 @@ def misbehaving_model(apply):
 @pytest.mark.parametrize(
     ("apply", "key"),
     [
-        (changes_aux, "aux"),
-        (adds_aux, "aux"),
+        (changes_aux, "aux.k"),
+        (adds_aux, "aux.new"),
         (changes_apply, "apply"),
         (adds_submodule, "submodules"),
         (changes_param_shape, "params.w"),
@@ -614,3 +614,11 @@ def test_hax_jit_retraces_when_debug_mode_changes():
     _, y = run(bad, config, x)  # the unchecked traces are still there
     assert traces == [False, False, True, True]
     np.testing.assert_allclose(y, expected_output(bad, x), rtol=1e-6)
+
+
+def test_debug_names_the_aux_entry_an_apply_changed_and_both_values():
+    tree, config = misbehaving_model(changes_aux)
+    with hax.debug(), pytest.raises(hax.ValidationError) as info:
+        hax.apply_tree(tree, config, jnp.ones(3))
+    (problem,) = info.value.errors
+    assert (problem.key, problem.found, problem.expected) == ("aux.k", "2", "1 as before apply")
