@@ -225,6 +225,16 @@ def test_dropout_module():
     assert hax.nn.Dropout(rng=0)[0]["aux"]["p"] == 0.5  # PyTorch's default
 
 
+def test_dropout_takes_torch_arguments():
+    # torch.nn.Dropout(p, inplace): the same call builds a HAX Dropout
+    torch.nn.Dropout(0.2, True)
+    tree, _ = hax.nn.Dropout(0.2, True, rng=0)
+    x = jnp.arange(1.0, 7.0)
+    _, y = hax.apply_tree(tree, {"train_mode": True}, x)
+    _, y_default = hax.apply_tree(hax.nn.Dropout(0.2, rng=0)[0], {"train_mode": True}, x)
+    np.testing.assert_array_equal(y, y_default)
+
+
 @pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
 def test_dropout_eval_is_identity(p):
     x = jax.random.normal(jax.random.key(1), (4, 5))

@@ -363,3 +363,17 @@ def test_apply_errors():
     tree, config = ConvTranspose2d(3, 4, 3, rng=0)
     with pytest.raises(ValueError, match="3 input channels"):
         hax.apply_tree(tree, config, jnp.ones((1, 4, 5, 5)))
+
+
+@pytest.mark.parametrize(
+    "mode, padding, size",
+    [("reflect", 2, 2), ("reflect", 1, 1), ("circular", 3, 2), ("reflect", "same", 2)],
+)
+def test_padding_mode_wider_than_input_raises_like_torch(mode, padding, size):
+    # PyTorch refuses to reflect past the far edge or to wrap around more than once;
+    # jnp.pad would repeat the reflection or the wrap instead
+    torch_layer, tree, config = build_pair("Conv1d", 1, 1, 5, padding=padding, padding_mode=mode)
+    with pytest.raises(RuntimeError, match=r"[Pp]adding"):
+        torch_layer(torch.ones(1, 1, size))
+    with pytest.raises(ValueError, match=f"padding_mode='{mode}'"):
+        hax.apply_tree(tree, config, jnp.ones((1, 1, size)))

@@ -483,6 +483,19 @@ def test_rmsnorm_default_eps_is_the_input_dtype_epsilon():
     assert rms.max() < 0.5  # eps dominates: far from unit RMS
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_rmsnorm_default_eps_of_half_input_is_float32_epsilon(dtype):
+    # PyTorch adds the epsilon of the float32 it computes in, not bfloat16's 2**-7
+    layer = torch.nn.RMSNorm(8).to(getattr(torch, dtype))
+    tree, config = RMSNorm(8, dtype=dtype)
+    x = normal((3, 8), seed=14, scale=1e-3)
+    _, y = hax.apply_tree(tree, config, jnp.asarray(x, dtype))
+    with torch.no_grad():
+        y_torch = layer(torch.from_numpy(x).to(getattr(torch, dtype))).float().numpy()
+    assert y.dtype == dtype
+    np.testing.assert_allclose(np.asarray(y, np.float32), y_torch, rtol=1e-2, atol=1e-2)
+
+
 def test_rmsnorm_init_and_validate():
     tree, config = RMSNorm((2, 3), dtype=jnp.float16)
     assert tree["apply"] is rms_norm_apply and config == {}

@@ -367,6 +367,14 @@ def test_encoder_tree_layout_matches_torch_names():
         hax.apply_tree(layers, config, jnp.ones((L, N, D)))
 
 
+def test_encoder_takes_torch_positional_arguments():
+    # torch.nn.TransformerEncoder(encoder_layer, num_layers, norm, enable_nested_tensor,
+    # mask_check): the same positional call builds a HAX encoder
+    norm = LayerNorm(D)
+    tree, _ = TransformerEncoder(hax.nn.Dropout(0.5, rng=0), 2, norm, False, False)
+    assert list(tree["submodules"]) == ["layers", "norm"]
+
+
 def test_encoder_clones_weights_and_folds_keys():
     """Like torch's deep copies, every layer starts with the layer's weights; each
     copy's PRNG keys are folded with its index, so the layers drop different elements."""

@@ -73,6 +73,20 @@ def _finish(y: jax.Array, params: Any, n: int, unbatched: bool) -> jax.Array:
     return y[0] if unbatched else y
 
 
+def _check_pad_fits(x: jax.Array, pads: list[tuple[int, int]], mode: str, who: str) -> None:
+    """PyTorch's limits: "reflect" pads less than the input size, "circular" at most
+    the input size (`jnp.pad` would reflect or wrap again instead)."""
+    for size, (lo, hi) in zip(x.shape[2:], pads, strict=True):
+        if (mode == "reflect" and max(lo, hi) >= size) or (
+            mode == "circular" and max(lo, hi) > size
+        ):
+            limit = "smaller than" if mode == "reflect" else "at most"
+            raise ValueError(
+                f"{who}: padding_mode={mode!r} needs a padding {limit} the input size, "
+                f"found padding {(lo, hi)} for size {size} (input shape {tuple(x.shape)})"
+            )
+
+
 def _conv(tree: StructureTree, x: jax.Array, n: int, who: str) -> jax.Array:
     """The convolution of every rank; shapes are static, so the checks cost nothing in jit."""
     aux, params = tree["aux"], tree["params"]
@@ -85,6 +99,7 @@ def _conv(tree: StructureTree, x: jax.Array, n: int, who: str) -> jax.Array:
         )
     pads = _pad_pairs(aux["padding"], weight.shape[2:], aux["dilation"])
     if aux["padding_mode"] != "zeros":
+        _check_pad_fits(x, pads, aux["padding_mode"], who)
         mode = _PADDING_MODES[aux["padding_mode"]]
         x = jnp.pad(x, [(0, 0), (0, 0), *pads], mode=mode)
         pads = [(0, 0)] * n

@@ -40,13 +40,15 @@ def dropout_apply(
     return new_tree, jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
 
 
-def Dropout(p: float = 0.5, *, rng: jax.Array | int | None = None) -> Module:
+def Dropout(p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | None = None) -> Module:
     """Dropout, as `torch.nn.Dropout`.
 
     Reads `global_config["train_mode"]`: when true, each element is zeroed with
     probability `p` and the others are scaled by `1/(1-p)`; when false, identity.
     Its PRNG key lives in `buffers["rng"]` and advances at every training call.
-    The returned config is `{"train_mode": True}`, PyTorch's default.
+    The returned config is `{"train_mode": True}`, PyTorch's default. `inplace` is
+    accepted for PyTorch compatibility and has no effect (JAX arrays are immutable;
+    the result is the same).
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"Dropout: p must be in [0, 1], found {p}")

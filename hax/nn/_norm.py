@@ -419,9 +419,9 @@ def rms_norm_apply(
     shape = aux["normalized_shape"]
     axes = _check_trailing(x, shape, "RMSNorm")
     eps = aux["eps"]
-    if eps is None:  # PyTorch: the machine epsilon of the input's dtype
-        eps = float(jnp.finfo(x.dtype).eps)  # type: ignore[no-untyped-call]  # untyped in jax
     xc = x.astype(_compute_dtype(x))
+    if eps is None:  # PyTorch: the machine epsilon of the dtype it computes in
+        eps = float(jnp.finfo(xc.dtype).eps)  # type: ignore[no-untyped-call]  # untyped in jax
     y = xc * jax.lax.rsqrt(jnp.mean(jnp.square(xc), axis=axes, keepdims=True) + eps)
     if "weight" in params:
         _check_param(params["weight"], shape, "weight", "RMSNorm")
@@ -439,7 +439,8 @@ def RMSNorm(
     """Root-mean-square normalisation over the trailing dims, as `torch.nn.RMSNorm`.
 
     `y = x / sqrt(mean(x^2) + eps) * weight`; `eps=None` means the machine epsilon of
-    the input's dtype, as PyTorch. Param `weight` (ones) of shape `normalized_shape`
+    the dtype the statistics are computed in (float32 for half-precision inputs, else
+    the input's), as PyTorch. Param `weight` (ones) of shape `normalized_shape`
     when `elementwise_affine`.
     """
     shape = _as_shape(normalized_shape, "RMSNorm")

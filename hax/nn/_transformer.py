@@ -238,7 +238,6 @@ def TransformerEncoder(
     encoder_layer: Module,
     num_layers: int,
     norm: Module | None = None,
-    *,
     enable_nested_tensor: bool = True,
     mask_check: bool = True,
 ) -> Module:
