@@ -11,14 +11,11 @@ they run any tree with these submodule names, including one converted from a
 PyTorch model.
 """
 
-import functools
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .. import nn
@@ -26,6 +23,7 @@ from .._organizer import StateOrganizer, organized_init
 from .._rng import next_rng_key, resolve_rng, rng_context
 from .._tree import named_nodes, structure_tree_map
 from .._types import GlobalConfig, Module, StructureTree
+from ..nn._init import full, normal_pieces
 from ..schema import layer_spec, register_spec
 
 
@@ -39,8 +37,8 @@ def reinit_normal(
     re-initialisation pass of torchvision's ResNet and nanoGPT, after the layers were
     built with PyTorch's defaults. Shapes and dtypes are unchanged.
 
-    All weights come from one random draw (one compiled program per model shape, not
-    one per weight shape).
+    All weights come from one random draw, cut into pieces (`hax.nn`'s initialisers:
+    no compiled program per weight shape).
     """
     stds: dict[tuple[str, ...], float] = {}
     shapes = []
@@ -51,31 +49,21 @@ def reinit_normal(
             shapes.append(tuple(node["params"]["weight"].shape))
     if not stds:
         return tree
-    draws = dict(zip(stds, _normal_draws(rng, tuple(shapes), tuple(stds.values())), strict=True))
+    draws = dict(zip(stds, normal_pieces(rng, shapes, list(stds.values())), strict=True))
 
     def redraw(node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
         if path not in draws:
             return node
         params = dict(node["params"])
-        params["weight"] = draws[path].astype(params["weight"].dtype)
+        weight = draws[path]
+        dtype = params["weight"].dtype
+        params["weight"] = weight if weight.dtype == dtype else weight.astype(dtype)
         if "bias" in params:
-            params["bias"] = jnp.zeros_like(params["bias"])
+            params["bias"] = full(params["bias"].shape, 0.0, params["bias"].dtype)
         return {**node, "params": params}
 
     new_tree: StructureTree = structure_tree_map(redraw, tree)
     return new_tree
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _normal_draws(
-    rng: jax.Array, shapes: tuple[tuple[int, ...], ...], stds: tuple[float, ...]
-) -> list[jax.Array]:
-    sizes = [math.prod(shape) for shape in shapes]
-    flat = jax.random.normal(rng, (sum(sizes),), jnp.float32)
-    chunks = jnp.split(flat, list(itertools.accumulate(sizes))[:-1])
-    return [
-        (std * chunk).reshape(shape) for chunk, std, shape in zip(chunks, stds, shapes, strict=True)
-    ]
 
 
 def _kaiming_fan_out(path: tuple[str, ...], node: StructureTree) -> float | None:

@@ -20,6 +20,7 @@ from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..schema import layer_spec, register_spec
+from . import _init
 from ._dropout import read_train_mode
 from ._functional import attention_and_weights, float_mask, linear
 from ._linear import Linear
@@ -44,13 +45,13 @@ def _xavier_uniform(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.A
     """`torch.nn.init.xavier_uniform_`: `U(-a, a)` with `a = sqrt(6 / (fan_in + fan_out))`."""
     fan_in, fan_out = _fans(shape)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return _init.uniform(key, shape, dtype, -bound, bound)
 
 
 def _xavier_normal(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
     """`torch.nn.init.xavier_normal_`: `N(0, 2 / (fan_in + fan_out))`."""
     fan_in, fan_out = _fans(shape)
-    return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / (fan_in + fan_out))
+    return _init.normal(key, shape, dtype) * math.sqrt(2.0 / (fan_in + fan_out))
 
 
 def _shape_error(found: str, expected: str) -> ValueError:
@@ -359,8 +360,8 @@ def MultiheadAttention(
         params["v_proj_weight"] = _xavier_uniform(v_key, (embed_dim, vdim), dtype)
     out_proj, _ = Linear(embed_dim, embed_dim, bias=bias, rng=out_key, dtype=dtype)
     if bias:  # PyTorch zeroes both biases; out_proj.weight keeps Linear's init
-        params["in_proj_bias"] = jnp.zeros((3 * embed_dim,), dtype)
-        out_bias = jnp.zeros((embed_dim,), dtype)
+        params["in_proj_bias"] = _init.full((3 * embed_dim,), 0.0, dtype)
+        out_bias = _init.full((embed_dim,), 0.0, dtype)
         out_proj = {**out_proj, "params": {**out_proj["params"], "bias": out_bias}}
     if add_bias_kv:
         params["bias_k"] = _xavier_normal(bk_key, (1, 1, embed_dim), dtype)

@@ -12,7 +12,7 @@ from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..schema import layer_spec, register_spec
-from . import _functional as F
+from . import _functional as F, _init
 
 # ---------------------------------------------------------------- Identity
 
@@ -128,9 +128,9 @@ def Bilinear(
     wkey, bkey = jax.random.split(resolve_rng(rng, "Bilinear"))
     bound = 1.0 / math.sqrt(in1_features) if in1_features > 0 else 0.0
     shape = (out_features, in1_features, in2_features)
-    params = {"weight": jax.random.uniform(wkey, shape, dtype, -bound, bound)}
+    params = {"weight": _init.uniform(wkey, shape, dtype, -bound, bound)}
     if bias:
-        params["bias"] = jax.random.uniform(bkey, (out_features,), dtype, -bound, bound)
+        params["bias"] = _init.uniform(bkey, (out_features,), dtype, -bound, bound)
     tree: StructureTree = {
         "params": params,
         "buffers": {},

@@ -19,6 +19,7 @@ from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..schema import layer_spec, register_spec
+from . import _init
 
 _PADDING_MODES = {
     "zeros": "constant",
@@ -162,12 +163,9 @@ def _init_params(
     wkey, bkey = jax.random.split(resolve_rng(rng, who))
     fan_in = math.prod(weight_shape[1:])
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    # Drawn flat (the same values): XLA compiles a 1-d draw per size several times
-    # faster than a 4-d or 5-d one per shape.
-    flat = jax.random.uniform(wkey, (math.prod(weight_shape),), dtype, -bound, bound)
-    params = {"weight": flat.reshape(weight_shape)}
+    params = {"weight": _init.uniform(wkey, weight_shape, dtype, -bound, bound)}
     if bias:
-        params["bias"] = jax.random.uniform(bkey, (out_channels,), dtype, -bound, bound)
+        params["bias"] = _init.uniform(bkey, (out_channels,), dtype, -bound, bound)
     return params
 
 

@@ -11,6 +11,7 @@ from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..schema import layer_spec, register_spec
+from . import _init
 
 
 class EmbeddingParams(TypedDict):
@@ -108,9 +109,7 @@ def Embedding(
         padding_idx = int(padding_idx) % num_embeddings
     if max_norm is not None:
         max_norm = float(max_norm)
-    weight = jax.random.normal(
-        resolve_rng(rng, "Embedding"), (num_embeddings, embedding_dim), dtype
-    )
+    weight = _init.normal(resolve_rng(rng, "Embedding"), (num_embeddings, embedding_dim), dtype)
     if padding_idx is not None:
         weight = weight.at[padding_idx].set(0)
     tree: StructureTree = {

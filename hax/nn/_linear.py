@@ -12,6 +12,7 @@ from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..schema import layer_spec, register_spec
+from . import _init
 
 
 class LinearParams(TypedDict):
@@ -52,9 +53,9 @@ def Linear(
     """
     wkey, bkey = jax.random.split(resolve_rng(rng, "Linear"))
     bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-    params = {"weight": jax.random.uniform(wkey, (out_features, in_features), dtype, -bound, bound)}
+    params = {"weight": _init.uniform(wkey, (out_features, in_features), dtype, -bound, bound)}
     if bias:
-        params["bias"] = jax.random.uniform(bkey, (out_features,), dtype, -bound, bound)
+        params["bias"] = _init.uniform(bkey, (out_features,), dtype, -bound, bound)
     tree: StructureTree = {
         "params": params,
         "buffers": {},

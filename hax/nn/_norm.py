@@ -25,6 +25,7 @@ from typing_extensions import TypedDict
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..schema import layer_spec, register_spec
+from . import _init
 from ._dropout import read_train_mode
 
 # ---------------------------------------------------------------- BatchNorm
@@ -169,14 +170,14 @@ def _make_batch_norm(
 ) -> Module:
     params = {}
     if affine:
-        params["weight"] = jnp.ones((num_features,), dtype)
+        params["weight"] = _init.full((num_features,), 1.0, dtype)
         if bias:
-            params["bias"] = jnp.zeros((num_features,), dtype)
+            params["bias"] = _init.full((num_features,), 0.0, dtype)
     buffers = {}
     if track_running_stats:
         buffers = {
-            "running_mean": jnp.zeros((num_features,), dtype),
-            "running_var": jnp.ones((num_features,), dtype),
+            "running_mean": _init.full((num_features,), 0.0, dtype),
+            "running_var": _init.full((num_features,), 1.0, dtype),
             # PyTorch's int64; JAX's default int (int32 unless jax_enable_x64 is on).
             "num_batches_tracked": jnp.zeros((), int),
         }
@@ -379,9 +380,9 @@ def LayerNorm(
     shape = _as_shape(normalized_shape, "LayerNorm")
     params = {}
     if elementwise_affine:
-        params["weight"] = jnp.ones(shape, dtype)
+        params["weight"] = _init.full(shape, 1.0, dtype)
         if bias:
-            params["bias"] = jnp.zeros(shape, dtype)
+            params["bias"] = _init.full(shape, 0.0, dtype)
     tree: StructureTree = {
         "params": params,
         "buffers": {},
@@ -444,7 +445,7 @@ def RMSNorm(
     when `elementwise_affine`.
     """
     shape = _as_shape(normalized_shape, "RMSNorm")
-    params = {"weight": jnp.ones(shape, dtype)} if elementwise_affine else {}
+    params = {"weight": _init.full(shape, 1.0, dtype)} if elementwise_affine else {}
     tree: StructureTree = {
         "params": params,
         "buffers": {},
@@ -532,9 +533,9 @@ def GroupNorm(
         )
     params = {}
     if affine:
-        params["weight"] = jnp.ones((num_channels,), dtype)
+        params["weight"] = _init.full((num_channels,), 1.0, dtype)
         if bias:
-            params["bias"] = jnp.zeros((num_channels,), dtype)
+            params["bias"] = _init.full((num_channels,), 0.0, dtype)
     tree: StructureTree = {
         "params": params,
         "buffers": {},
