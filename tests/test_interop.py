@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+import optax
 import pytest
 import torch
 from torch import nn as tnn
@@ -23,6 +24,7 @@ from hax.interop import (
     from_torch,
     named_sequential_apply,
     register_converter,
+    to_torch,
 )
 
 # XLA's CPU backend compiles about twice as fast without LLVM optimisations.
@@ -282,13 +284,83 @@ def test_from_torch_rejects_a_module_pair_and_other_objects():
         from_torch([torch.zeros(2)], like)
 
 
+# ---------------------------------------------------------------- to_torch
+
+
+def test_to_torch_gives_a_state_dict_torch_loads_strictly():
+    tree = from_torch(randomize(TorchNet()), hax_net())
+    tree = {**tree, "params": {"scale": jnp.asarray([3.0, -4.0])}}  # a HAX-side change
+    state = to_torch(tree)
+    fresh = TorchNet()
+    fresh.load_state_dict(state, strict=True)  # every key, no extra: torch checks
+    leaves = dict(hax.named_leaves(tree))
+    for key, value in fresh.state_dict().items():
+        node, _, name = key.rpartition(".")
+        where = node.replace(".", "/") + "/" if node else ""
+        ours = leaves.get(f"{where}params/{name}", leaves.get(f"{where}buffers/{name}"))
+        np.testing.assert_array_equal(value.numpy(), np.asarray(ours), err_msg=key)
+    assert "head.0.1.rng" not in state  # Dropout's key is HAX's own
+
+
+def test_a_model_trained_in_hax_runs_identically_in_torch():
+    model = randomize(
+        tnn.Sequential(
+            tnn.Conv2d(3, 4, 3), tnn.BatchNorm2d(4), tnn.ReLU(), tnn.Flatten(), tnn.Linear(64, 3)
+        )
+    )
+    tree, config = convert(model)
+    x = jnp.asarray(normal(8, 3, 6, 6, seed=1))
+    y = jnp.asarray(np.arange(8) % 3)
+
+    def loss_fn(tree, batch):
+        new_tree, logits = hax.apply_tree(tree, config, batch[0])
+        return hax.nn.functional.cross_entropy(logits, batch[1]), new_tree
+
+    optimizer = optax.adam(1e-2)
+    step = hax.jit(hax.optim.train_step(loss_fn, optimizer))
+    opt_state = optimizer.init(hax.optim.params_of(tree))
+    for _ in range(3):
+        tree, opt_state, _ = step(tree, opt_state, (x, y))
+    _, ours = hax.apply_tree(tree, {**config, "train_mode": False}, x)
+
+    model.load_state_dict(to_torch(tree), strict=True)
+    model.eval()
+    assert int(model[1].num_batches_tracked) == 7 + 3  # randomize set 7
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(np.array(x))).numpy()
+    np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_to_torch_keeps_bfloat16_bits_and_copies():
+    tree, _ = nn.Linear(3, 2, rng=0, dtype=jnp.bfloat16)
+    state = to_torch(tree)
+    weight = np.asarray(tree["params"]["weight"])
+    assert state["weight"].dtype == torch.bfloat16
+    np.testing.assert_array_equal(state["weight"].view(torch.int16).numpy(), weight.view(np.int16))
+    state["weight"].add_(1.0)  # torch's copy, not JAX's memory
+    np.testing.assert_array_equal(np.asarray(tree["params"]["weight"]), weight)
+
+
+def test_to_torch_reports_leaves_that_share_a_torch_key():
+    node = hax.empty_tree()
+    node["params"], node["buffers"] = {"w": jnp.zeros(2)}, {"w": jnp.ones(2)}
+    tree = hax.empty_tree()
+    tree["submodules"] = {"a": node}
+    with pytest.raises(ValueError, match=r"a/buffers/w and a/params/w both become 'a\.w'"):
+        to_torch(tree)
+
+
 def test_import_without_torch_and_the_install_hint():
     code = """
 import sys
 sys.modules["torch"] = None  # as if PyTorch were not installed
 import hax, hax.interop
 tree, _ = hax.nn.Identity()
-for fn, args in ((hax.interop.from_torch, ({}, tree)), (hax.interop.convert, (None,))):
+for fn, args in (
+    (hax.interop.from_torch, ({}, tree)),
+    (hax.interop.convert, (None,)),
+    (hax.interop.to_torch, (tree,)),
+):
     try:
         fn(*args)
     except ImportError as err:
@@ -300,6 +372,7 @@ for fn, args in ((hax.interop.from_torch, ({}, tree)), (hax.interop.convert, (No
     assert out == [
         "hax.interop.from_torch needs PyTorch, which is not installed: pip install torch",
         "hax.interop.convert needs PyTorch, which is not installed: pip install torch",
+        "hax.interop.to_torch needs PyTorch, which is not installed: pip install torch",
     ]
 
 

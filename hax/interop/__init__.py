@@ -9,6 +9,8 @@
   model: each `torch.nn` layer with a `hax.nn` counterpart is rebuilt with the same
   arguments, your own classes get the apply you give in `applies`, and the weights
   are loaded with `from_torch`. `register_converter` teaches it more classes.
+- `to_torch(tree)` is the way back: the torch `state_dict` of a HAX tree, for
+  `torch_module.load_state_dict(...)`.
 
 PyTorch is optional: it is imported only when these functions are called.
 """
@@ -25,3 +27,4 @@ from ._from_torch import (
     from_torch as from_torch,
 )
 from ._sequential import named_sequential_apply as named_sequential_apply
+from ._to_torch import to_torch as to_torch
