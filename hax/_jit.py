@@ -29,6 +29,23 @@ _SHARDINGS = (
 )
 
 
+@functools.cache
+def _array_type() -> type:
+    """The type of JAX's concrete arrays (known once a backend exists)."""
+    return type(jax.numpy.zeros(()))
+
+
+def _key_types(types: tuple[type, ...], leaves: list[Any], is_array: tuple[bool, ...]) -> Any:
+    """Leaf types for a cache key, every array counted as a JAX array: a tree of NumPy
+    arrays and the tree of JAX arrays a call returns for it share one compiled entry."""
+    array = _array_type()
+    if all(t is array for t, a in zip(types, is_array, strict=True) if a):
+        return types
+    key_types = tuple(array if a else t for t, a in zip(types, is_array, strict=True))
+    masks(key_types, leaves)  # `combine` reads the masks of the key's types
+    return key_types
+
+
 def _unhashable_message(fn: Callable[..., Any], key: Any) -> str:
     """Which static value of a call is unhashable, for the error `hax.jit` raises."""
     name = getattr(fn, "__name__", repr(fn))
@@ -313,7 +330,7 @@ class JitFunction(Generic[P, R]):
         else:
             found = masks(types, leaves)
             statics = tuple(_compress(leaves, found[1]))
-        entry = self._entry((treedef, types, statics), found)
+        entry = self._entry((treedef, _key_types(types, leaves, found[0]), statics), found)
         out = entry.compiled(*_compress(leaves, found[0]))
         return entry.finish(out)  # type: ignore[no-any-return]  # as above
 

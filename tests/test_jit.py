@@ -500,3 +500,20 @@ def test_an_unhashable_static_value_is_named_in_the_error(by_name):
     f = hax.jit(lambda x, s: x, static_argnames="s" if by_name else None)
     with pytest.raises(TypeError, match=r"must be hashable, found set\. Pass it as an array"):
         f(jnp.ones(2), s={1, 2})
+
+
+def test_numpy_leaves_share_the_entry_of_the_jax_arrays_returned_for_them():
+    tree, config = nn.Linear(3, 2, rng=0)
+    traces = []
+
+    @hax.jit
+    def f(tree, x):
+        traces.append(1)
+        return hax.apply_tree(tree, config, x)
+
+    as_numpy = {**tree, "params": {k: np.asarray(v) for k, v in tree["params"].items()}}
+    new_tree, y = f(as_numpy, np.ones(3, np.float32))  # NumPy in, JAX arrays out
+    new_tree, y2 = f(new_tree, jnp.ones(3))  # fed back: the same compiled code
+    f(as_numpy, jnp.ones(3))
+    assert len(traces) == 1
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y2))
