@@ -27,6 +27,10 @@ def _key_part(name: str) -> str:
     return name if name and not set(name) & set("/. ") else repr(name)
 
 
+def _child_name(name: Any) -> str:
+    return name if isinstance(name, str) and name and "/" not in name else repr(name)
+
+
 def _node_problems(
     err: pydantic.ValidationError, node: Mapping[str, Any], path: str
 ) -> list[Problem]:
@@ -98,10 +102,12 @@ def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
         children = node.get("submodules")
         if isinstance(children, dict):
             prefix = f"{path}/" if path else ""
+            # A child that is not a dict is reported by the parent's schema; one under an
+            # invalid name is still checked, under the name's repr.
             stack.extend(
-                (f"{prefix}{name}", child)
+                (f"{prefix}{_child_name(name)}", child)
                 for name, child in reversed(children.items())
-                if isinstance(name, str) and name and "/" not in name
+                if isinstance(child, dict)
             )
     if global_config is not None:
         problems.extend(_config_problems(global_config, readers))

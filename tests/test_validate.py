@@ -975,3 +975,17 @@ def test_sequential_rejects_a_shared_child():
     with pytest.raises(hax.ValidationError) as info:
         nn.Sequential(lin, lin)
     assert where(info.value) == [("1", "<node>")]
+
+
+def test_every_child_is_checked_once_even_under_an_invalid_name():
+    linear, _ = nn.Linear(2, 2, rng=0)
+    bad_child = {**linear, "params": {"weight": jnp.zeros((3, 3)), "bias": jnp.zeros(2)}}
+    root = hax.empty_tree()
+    root["submodules"] = {"x": [1, 2], "a/b": bad_child}
+    with pytest.raises(hax.ValidationError) as info:
+        hax.validate(root)
+    assert sorted((p.path, p.key) for p in info.value.errors) == [
+        ("", "submodules.'a/b'"),
+        ("", "submodules.x"),
+        ("'a/b'", "params.weight"),
+    ]
