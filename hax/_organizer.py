@@ -7,7 +7,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import jax
 import numpy as np
 
-from ._config import merge_configs
+from ._config import merge_into
 from ._module import apply_tree, as_module
 from ._static import ARRAY_TYPES
 from ._tree import fill_tree
@@ -75,7 +75,8 @@ class StateOrganizer:
     _org_buffers: dict[str, Any]
     _org_aux: dict[str, Any]
     _org_submodules: dict[str, StructureTree]
-    _org_configs: list[GlobalConfig]
+    _org_config: GlobalConfig
+    _org_config_sources: dict[str, str]
     _org_apply: ApplyFn | None
     _org_building: bool
 
@@ -91,12 +92,13 @@ class StateOrganizer:
         set_("_org_aux", dict(node["aux"]))
         set_("_org_submodules", dict(node["submodules"]))
         set_("_org_apply", None if building else node["apply"])
-        set_("_org_configs", [] if global_config is None else [global_config])
+        set_("_org_config", {} if global_config is None else dict(global_config))
+        set_("_org_config_sources", dict.fromkeys(global_config or {}, "the organizer's config"))
 
     @property
     def global_config(self) -> GlobalConfig:
         """The global config: the one being run with, or the merged configs so far."""
-        return merge_configs(*self._org_configs)
+        return dict(self._org_config)
 
     def _check_new(self, name: str) -> None:
         if not self._org_building:
@@ -137,8 +139,9 @@ class StateOrganizer:
                     return
         self._check_new(name)
         if module is not None:
+            # A conflict is reported here, where the module is assigned.
+            merge_into(self._org_config, self._org_config_sources, module[1], f"submodule {name!r}")
             self._org_submodules[name] = module[0]
-            self._org_configs.append(module[1])
         elif isinstance(value, ARRAY_TYPES):
             self._org_params[name] = jax.numpy.asarray(value)
         else:
@@ -200,8 +203,8 @@ class StateOrganizer:
             )
         if not callable(apply):
             raise TypeError(f"create_module: apply must be callable, found {type(apply).__name__}")
-        configs = [*self._org_configs, *([global_config] if global_config else [])]
-        config = merge_configs(*configs)
+        config = dict(self._org_config)
+        merge_into(config, dict(self._org_config_sources), global_config or {}, "global_config")
         return validate(self._node(apply), config), config
 
 

@@ -314,6 +314,10 @@ def test_merge_configs_conflict_names_key_and_values():
         hax.merge_configs({"train_mode": True}, {"x": 1}, {"train_mode": False})
     msg = str(info.value)
     assert "train_mode" in msg and "True" in msg and "False" in msg
+    with pytest.raises(ValueError, match=r"True vs False \(a vs c\)"):
+        hax.merge_configs(
+            {"train_mode": True}, {"x": 1}, {"train_mode": False}, names=["a", "b", "c"]
+        )
 
 
 @pytest.mark.parametrize(("a", "b"), [(1, True), (0, False), (1, 1.0), ("1", 1), (None, 0)])

@@ -190,7 +190,7 @@ def identity_apply(tree, global_config, x):
 
 def test_sequential_config_conflict():
     drop_tree, _ = hax.nn.Dropout(0.1, rng=0)
-    with pytest.raises(ValueError, match="train_mode"):
+    with pytest.raises(ValueError, match=r"train_mode.*\(submodule '0' vs submodule '1'\)"):
         hax.nn.Sequential(hax.nn.Dropout(0.1, rng=1), (drop_tree, {"train_mode": False}))
 
 

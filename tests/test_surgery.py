@@ -329,7 +329,10 @@ def test_insert_and_wrap_a_node_with_several_arguments():
 
 def test_replace_head_and_train():
     tree, config = CNN()
-    with pytest.raises(ValueError, match="global config conflict"):
+    with pytest.raises(
+        ValueError,
+        match=r"conflict on key 'x': 2 vs 1 \(the config passed in vs the new module at '4'\)",
+    ):
         surgery.replace(tree, "4", (nn.Linear(36, 8, rng=1)[0], {"x": 1}), config={"x": 2})
     old_head = tree["submodules"]["4"]["params"]["weight"]
     tree, config = surgery.replace(tree, "4", nn.Linear(36, 8, rng=1), config=config)

@@ -44,7 +44,7 @@ def Sequential(*modules: Module | StructureTree) -> Module:
         "apply": sequential_apply,
         "submodules": trees,
     }
-    config = merge_configs(*configs)
+    config = merge_configs(*configs, names=[f"submodule {name!r}" for name in trees])
     return validate(root, config), config
 
 

@@ -89,13 +89,14 @@ def replace(
     `tree, config = hax.surgery.replace(tree, "fc", hax.nn.Linear(128, 10), config=config)`
     """
     who = "hax.surgery.replace"
-    configs = [config or {}]
+    configs, names = [config or {}], ["the config passed in"]
     new_tree = tree
     for path in outermost(match(tree, selector, who)):
         node, node_config = _module_for(module, get_subtree(tree, path), path, who)
         configs.append(node_config)
+        names.append(f"the new module at {describe_path(path)!r}")
         new_tree = set_subtree(new_tree, path, node)
-    merged = merge_configs(*configs)
+    merged = merge_configs(*configs, names=names)
     return validate(new_tree, merged if config is not None else None), merged
 
 
@@ -107,20 +108,21 @@ def _insert(
     after: bool,
 ) -> Module:
     who = f"hax.surgery.insert_{'after' if after else 'before'}"
-    configs = [config or {}]
+    configs, names = [config or {}], ["the config passed in"]
     new_tree = tree
     # Children before parents, so that the paths still to edit stay valid.
     for path in reversed(match(tree, selector, who)):
         node = get_subtree(new_tree, path)
         new_node, node_config = _module_for(module, node, path, who)
         configs.append(node_config)
+        names.append(f"the module inserted at {describe_path(path)!r}")
         pair = (node, new_node) if after else (new_node, node)
         chain: StructureTree = {
             **empty_tree(chain_apply),
             "submodules": {"0": pair[0], "1": pair[1]},
         }
         new_tree = set_subtree(new_tree, path, chain)
-    merged = merge_configs(*configs)
+    merged = merge_configs(*configs, names=names)
     return validate(new_tree, merged if config is not None else None), merged
 
 
