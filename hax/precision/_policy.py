@@ -186,7 +186,9 @@ def mixed_precision(
     (not copies rounded through the compute dtype) unless apply changed them.
 
     The root's apply becomes a `PolicyApply` wrapping the old one; calling
-    `mixed_precision` again replaces the policy.
+    `mixed_precision` again replaces the policy. Surgery sees through it; a node that
+    surgery adds later computes in the policy's dtypes but keeps its params' own
+    dtype until `mixed_precision` is called again, which casts them.
     """
     root = tree["apply"]
     inner = root.inner if isinstance(root, PolicyApply) else root
