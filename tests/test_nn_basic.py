@@ -447,3 +447,14 @@ def test_embedding_validate_reports_wrong_shapes():
     seq["submodules"]["0"]["aux"]["sparse"] = 0
     where, _ = problems(seq, seq_config)
     assert sorted(where) == [("0", "aux.sparse"), ("0", "params.weight")]
+
+
+def test_embedding_spec_checks_the_optional_aux_entries():
+    tree, _ = Embedding(5, 3, padding_idx=1, rng=0)
+    assert hax.validate(tree) is tree
+    bad = {**tree, "aux": {**tree["aux"], "padding_idx": "1"}}
+    with pytest.raises(hax.ValidationError, match=r"aux\.padding_idx: expected an int or None"):
+        hax.validate(bad)
+    missing = {**tree, "aux": {k: v for k, v in tree["aux"].items() if k != "max_norm"}}
+    with pytest.raises(hax.ValidationError, match=r"aux\.max_norm: expected a float or None"):
+        hax.validate(missing)

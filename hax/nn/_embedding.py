@@ -135,10 +135,11 @@ register_spec(
     layer_spec(
         "Embedding",
         params=EmbeddingParams,
-        # padding_idx and max_norm (int/float or None) are in aux too; specs take one type.
         aux={
             "num_embeddings": int,
             "embedding_dim": int,
+            "padding_idx": int | None,
+            "max_norm": float | None,
             "norm_type": float,
             "scale_grad_by_freq": bool,
             "sparse": bool,
