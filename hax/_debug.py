@@ -22,6 +22,7 @@ from ._static import static_key
 from ._types import GlobalConfig, StructureTree
 from ._validate import validate
 from .schema._errors import Problem, ValidationError
+from .schema._spec import spec_of
 
 
 class _State:
@@ -129,6 +130,19 @@ def _signature(tree: StructureTree) -> tuple[Any, ...]:
     return aux, tree["apply"], tuple(tree["submodules"]), arrays
 
 
+def _note_path(err: Exception, path: str, tree: StructureTree) -> None:
+    """Add the path of the innermost node whose apply raised `err` to its message."""
+    if isinstance(err, ValidationError) or any("hax debug mode" in n for n in _notes(err)):
+        return
+    spec, apply = spec_of(tree["apply"]), tree["apply"]
+    kind = spec.kind if spec is not None else getattr(apply, "__name__", type(apply).__name__)
+    err.add_note(f"(hax debug mode) raised in the apply of the {kind} at {path or '<root>'}")
+
+
+def _notes(err: Exception) -> list[str]:
+    return list(getattr(err, "__notes__", []))
+
+
 def checked_apply(
     tree: StructureTree, global_config: GlobalConfig, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[StructureTree, Any]:
@@ -146,6 +160,9 @@ def checked_apply(
     _FRAMES.append(children)
     try:
         new_tree, out = _checked(tree["apply"])(tree, global_config, *args, **kwargs)
+    except Exception as err:
+        _note_path(err, path, tree)
+        raise
     finally:
         _FRAMES.pop()
     if id(tree) in frame:  # a parent may call this child again with its new tree

@@ -622,3 +622,17 @@ def test_debug_names_the_aux_entry_an_apply_changed_and_both_values():
         hax.apply_tree(tree, config, jnp.ones(3))
     (problem,) = info.value.errors
     assert (problem.key, problem.found, problem.expected) == ("aux.k", "2", "1 as before apply")
+
+
+def test_an_error_inside_an_apply_names_the_innermost_node_in_debug_mode():
+    with hax.rng_context(0):
+        tree, config = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(7, 2)))
+    x = jnp.ones((3, 4))
+    with pytest.raises(ValueError, match=r"in_features=7\), found shape \(3, 8\)") as info:
+        hax.apply_tree(tree, config, x)
+    assert not getattr(info.value, "__notes__", [])  # off: nothing added
+    for run in (hax.apply_tree, hax.jit(hax.apply_tree)):
+        with hax.debug(), pytest.raises(ValueError) as info:
+            run(tree, config, x)
+        notes = [n for n in info.value.__notes__ if "hax debug mode" in n]
+        assert notes == ["(hax debug mode) raised in the apply of the Linear at 2/0"]

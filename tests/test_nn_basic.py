@@ -458,3 +458,12 @@ def test_embedding_spec_checks_the_optional_aux_entries():
     missing = {**tree, "aux": {k: v for k, v in tree["aux"].items() if k != "max_norm"}}
     with pytest.raises(hax.ValidationError, match=r"aux\.max_norm: expected a float or None"):
         hax.validate(missing)
+
+
+def test_linear_and_bilinear_name_the_expected_input_size():
+    linear, config = hax.nn.Linear(4, 2, rng=0)
+    with pytest.raises(ValueError, match=r"Linear: .*in_features=4\), found shape \(3, 5\)"):
+        hax.apply_tree(linear, config, jnp.ones((3, 5)))
+    bilinear, config = Bilinear(3, 4, 2, rng=0)
+    with pytest.raises(ValueError, match=r"in2_features=4\), found \(2, 3\) and \(2, 5\)"):
+        hax.apply_tree(bilinear, config, jnp.ones((2, 3)), jnp.ones((2, 5)))

@@ -105,6 +105,12 @@ def bilinear_apply(
 ) -> tuple[StructureTree, Float[Array, "*batch out_features"]]:
     """`y[..., o] = sum_ij x1[..., i] weight[o, i, j] x2[..., j] + bias[o]`."""
     params = tree["params"]
+    _, in1, in2 = params["weight"].shape
+    if jnp.shape(x1)[-1:] != (in1,) or jnp.shape(x2)[-1:] != (in2,):
+        raise ValueError(
+            f"Bilinear: expected inputs of shapes (..., in1_features={in1}) and "
+            f"(..., in2_features={in2}), found {tuple(jnp.shape(x1))} and {tuple(jnp.shape(x2))}"
+        )
     return tree, F.bilinear(x1, x2, params["weight"], params.get("bias"))
 
 

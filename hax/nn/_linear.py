@@ -25,6 +25,11 @@ def linear_apply(
 ) -> tuple[StructureTree, Float[Array, "*batch out_features"]]:
     """`x @ weight.T + bias` over the last axis of `x`."""
     params = tree["params"]
+    if jnp.shape(x)[-1:] != params["weight"].shape[1:]:  # static: free under jit
+        raise ValueError(
+            f"Linear: expected an input of shape (..., in_features={params['weight'].shape[1]}), "
+            f"found shape {tuple(jnp.shape(x))}"
+        )
     y = x @ params["weight"].T
     if "bias" in params:
         y = y + params["bias"]
