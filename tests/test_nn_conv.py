@@ -377,3 +377,20 @@ def test_padding_mode_wider_than_input_raises_like_torch(mode, padding, size):
         torch_layer(torch.ones(1, 1, size))
     with pytest.raises(ValueError, match=f"padding_mode='{mode}'"):
         hax.apply_tree(tree, config, jnp.ones((1, 1, size)))
+
+
+@pytest.mark.parametrize("height", [1, 2])
+def test_conv_transpose_output_of_size_zero_is_empty_like_torch(height):
+    kwargs = {"stride": (1, 3), "padding": (1, 0), "groups": 2}
+    theirs = torch.nn.ConvTranspose2d(2, 4, (2 if height == 1 else 1, 3), **kwargs)
+    tree, config = hax.nn.ConvTranspose2d(2, 4, tuple(theirs.kernel_size), **kwargs, rng=0)
+    tree = from_torch(theirs, tree)
+    x = np.ones((1, 2, height, 7), np.float32)
+    _, ours = hax.apply_tree(tree, config, jnp.asarray(x))
+    assert ours.shape == tuple(theirs(torch.from_numpy(x)).shape) == (1, 4, 0, 21)
+
+
+def test_conv_transpose_negative_output_size_names_the_padding():
+    tree, config = hax.nn.ConvTranspose2d(2, 4, (1, 3), stride=(1, 3), padding=(1, 0), rng=0)
+    with pytest.raises(ValueError, match=r"output size \(-1, 21\) is negative.*padding=\(1, 0\)"):
+        hax.apply_tree(tree, config, jnp.ones((1, 2, 1, 7)))

@@ -406,6 +406,16 @@ def _conv_transpose(
         (d * (k - 1) - p, d * (k - 1) - p + op)
         for k, d, p, op in zip(kernel, aux["dilation"], aux["padding"], out_pad, strict=True)
     ]
+    geometry = (aux["stride"], aux["padding"], aux["dilation"], kernel, out_pad)
+    sizes = [
+        (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for i, s, p, d, k, op in zip(x.shape[2:], *geometry, strict=True)
+    ]
+    if any(size < 0 for size in sizes):
+        raise ValueError(
+            f"{who}: the output size {tuple(sizes)} is negative for an input of shape "
+            f"{tuple(x.shape)}: padding={aux['padding']} is too large for it"
+        )
     dtype = jnp.result_type(x, w)
     y = jax.lax.conv_general_dilated(
         x.astype(dtype),
@@ -416,9 +426,7 @@ def _conv_transpose(
         rhs_dilation=aux["dilation"],
         feature_group_count=groups,
     )
-    if any(s <= 0 for s in y.shape[2:]):
-        raise ValueError(f"{who}: the output size {tuple(y.shape[2:])} is too small")
-    return _finish(y, params, n, unbatched)
+    return _finish(y, params, n, unbatched)  # an output size of 0 is empty, as in torch
 
 
 def conv_transpose2d_apply(
