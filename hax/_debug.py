@@ -132,15 +132,12 @@ def _signature(tree: StructureTree) -> tuple[Any, ...]:
 
 def _note_path(err: Exception, path: str, tree: StructureTree) -> None:
     """Add the path of the innermost node whose apply raised `err` to its message."""
-    if isinstance(err, ValidationError) or any("hax debug mode" in n for n in _notes(err)):
+    notes = getattr(err, "__notes__", [])
+    if isinstance(err, ValidationError) or any("hax debug mode" in n for n in notes):
         return
     spec, apply = spec_of(tree["apply"]), tree["apply"]
     kind = spec.kind if spec is not None else getattr(apply, "__name__", type(apply).__name__)
     err.add_note(f"(hax debug mode) raised in the apply of the {kind} at {path or '<root>'}")
-
-
-def _notes(err: Exception) -> list[str]:
-    return list(getattr(err, "__notes__", []))
 
 
 def checked_apply(

@@ -4,7 +4,7 @@ PyTorch is imported only when a function here is called, so `import hax.interop`
 works without it.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,8 +24,9 @@ _FIX = (
     "(shape and dtype mismatches always raise; hax.surgery transfers weights by shape)."
 )
 
-# Torch dtypes that NumPy lacks, read bit for bit through an integer of the same width.
-_BIT_VIEWS = {
+# Torch dtypes that NumPy lacks (`ml_dtypes` has them, by the same names), copied bit
+# for bit through an integer of the same width.
+BIT_VIEWS = {
     "bfloat16": ("int16", ml_dtypes.bfloat16),
     "float8_e4m3fn": ("int8", ml_dtypes.float8_e4m3fn),
     "float8_e5m2": ("int8", ml_dtypes.float8_e5m2),
@@ -47,8 +48,8 @@ def tensor_to_numpy(torch: Any, value: Any) -> np.ndarray:
     """A NumPy copy of a tensor (never a view of torch's memory, which torch may later
     change in place); bfloat16 and float8 tensors keep their exact bits (`ml_dtypes`)."""
     name = str(value.dtype).removeprefix("torch.")
-    if name in _BIT_VIEWS:
-        bits, dtype = _BIT_VIEWS[name]
+    if name in BIT_VIEWS:
+        bits, dtype = BIT_VIEWS[name]
         return np.array(value.view(getattr(torch, bits)).numpy(force=True)).view(dtype)
     # force=True: detached, on the CPU, conjugation and negation resolved; may be a view.
     return np.array(value.numpy(force=True))
@@ -58,7 +59,7 @@ def numpy_dtype(torch_dtype: Any) -> Any:
     """The JAX dtype holding a torch dtype's values (float64 and int64 become 32-bit
     unless `jax_enable_x64` is on)."""
     name = str(torch_dtype).removeprefix("torch.")
-    dtype = _BIT_VIEWS[name][1] if name in _BIT_VIEWS else name
+    dtype = BIT_VIEWS[name][1] if name in BIT_VIEWS else name
     try:
         return jax.dtypes.canonicalize_dtype(np.dtype(dtype))
     except TypeError:
@@ -127,30 +128,36 @@ def _torch_key(path: tuple[str, ...], key_path: Any) -> str:
     return ".".join((*path, *key_path_str(key_path).split("/")))
 
 
+def torch_named_leaves(tree: StructureTree) -> Iterator[tuple[str, str, Any]]:
+    """`(torch_key, hax_path, leaf)` for every array leaf of `tree`: the leaf
+    `layer1/0/conv1/params/weight` has the torch key `"layer1.0.conv1.weight"`."""
+    for path, node in named_nodes(tree):
+        for kind in STATE_KINDS:
+            leaves = jax.tree_util.tree_flatten_with_path(node[kind])[0]  # type: ignore[literal-required]  # kind is params or buffers
+            for key_path, leaf in leaves:
+                name = key_path_str(key_path)
+                yield _torch_key(path, key_path), "/".join((*path, kind, name)), leaf
+
+
 def _slots(like: StructureTree) -> tuple[dict[str, _Slot], list[Mismatch]]:
     """Every array leaf of `like` by the torch key that names it; two leaves that one
     key would name (a param and a buffer of the same name) are mismatches."""
     slots: dict[str, _Slot] = {}
     clashes: list[Mismatch] = []
-    for path, node in named_nodes(like):
-        for kind in STATE_KINDS:
-            leaves = jax.tree_util.tree_flatten_with_path(node[kind])[0]  # type: ignore[literal-required]  # kind is params or buffers
-            for key_path, leaf in leaves:
-                key = _torch_key(path, key_path)
-                hax_path = "/".join((*path, kind, key_path_str(key_path)))
-                slot = _Slot(hax_path, tuple(leaf.shape), leaf.dtype)
-                if key in slots:
-                    clashes.append(
-                        Mismatch(
-                            hax_path,
-                            key,
-                            slot.shape,
-                            None,
-                            f"{slots[key].hax_path} has the same torch key; rename one of them",
-                        )
-                    )
-                    continue
-                slots[key] = slot
+    for key, hax_path, leaf in torch_named_leaves(like):
+        slot = _Slot(hax_path, tuple(leaf.shape), leaf.dtype)
+        if key in slots:
+            clashes.append(
+                Mismatch(
+                    hax_path,
+                    key,
+                    slot.shape,
+                    None,
+                    f"{slots[key].hax_path} has the same torch key; rename one of them",
+                )
+            )
+            continue
+        slots[key] = slot
     return slots, clashes
 
 

@@ -6,25 +6,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._tree import key_path_str, named_nodes
-from .._types import STATE_KINDS, StructureTree
-from ._from_torch import import_torch
-
-# NumPy dtypes (from `ml_dtypes`) that torch reads bit for bit through an integer.
-_BIT_VIEWS = {
-    "bfloat16": ("int16", "bfloat16"),
-    "float8_e4m3fn": ("int8", "float8_e4m3fn"),
-    "float8_e5m2": ("int8", "float8_e5m2"),
-}
+from .._types import StructureTree
+from ._from_torch import BIT_VIEWS, import_torch, torch_named_leaves
 
 
 def _tensor(torch: Any, value: jax.Array) -> Any:
     """A torch copy of an array (never a view of JAX's memory); bfloat16 and float8
     keep their exact bits."""
     array = np.array(value)  # a copy: a sharded array is gathered
-    views = _BIT_VIEWS.get(array.dtype.name)
-    if views is not None:
-        bits, name = views
+    name = array.dtype.name
+    if name in BIT_VIEWS:
+        bits = BIT_VIEWS[name][0]
         return torch.from_numpy(array.view(bits)).view(getattr(torch, name))
     return torch.from_numpy(array)
 
@@ -53,20 +45,14 @@ def to_torch(tree: StructureTree) -> dict[str, Any]:
     state: dict[str, Any] = {}
     owner: dict[str, str] = {}
     clashes = []
-    for path, node in named_nodes(tree):
-        for kind in STATE_KINDS:
-            leaves = jax.tree_util.tree_flatten_with_path(node[kind])[0]  # type: ignore[literal-required]  # kind is params or buffers
-            for key_path, leaf in leaves:
-                if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-                    continue
-                name = key_path_str(key_path)
-                key = ".".join((*path, *name.split("/")))
-                hax_path = "/".join((*path, kind, name))
-                if key in owner:
-                    clashes.append(f"  {hax_path} and {owner[key]} both become {key!r}")
-                    continue
-                owner[key] = hax_path
-                state[key] = _tensor(torch, leaf)
+    for key, hax_path, leaf in torch_named_leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            continue
+        if key in owner:
+            clashes.append(f"  {hax_path} and {owner[key]} both become {key!r}")
+            continue
+        owner[key] = hax_path
+        state[key] = _tensor(torch, leaf)
     if clashes:
         raise ValueError(
             "hax.interop.to_torch: leaves with the same torch key:\n"
