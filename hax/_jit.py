@@ -1,5 +1,21 @@
-"""`hax.jit`: `jax.jit` for functions whose arguments and results hold structure trees."""
+"""`hax.jit`: `jax.jit` for functions whose arguments and results hold structure trees.
 
+How a call runs:
+
+1. The arguments are split into array leaves (traced) and the rest (static): the
+   pytree structure and every static leaf, compared exactly (`hax._static.same`).
+   That split is the key of a compiled *entry*; the entries of one function live in
+   a bounded LRU cache on the function, and nothing global decides what is correct.
+2. Each entry wraps one `jax.jit` of a function of two lists of arrays (donated,
+   kept), which rebuilds the arguments from the entry's static part. jax's C++
+   dispatch then does the rest: shapes, dtypes, shardings and its own retracing.
+3. Once an entry is used twice, it gets generated code (`hax._pytree_code`): a
+   matcher that checks the arguments against the entry and collects their arrays in
+   straight-line Python, and a builder for the results. The most recent entry's
+   matcher runs first at every call; a miss falls back to step 1.
+"""
+
+import collections
 import functools
 import inspect
 import itertools
@@ -9,15 +25,17 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import jax
 
+from . import _pytree_code
 from ._debug import STATE as DEBUG
-from ._static import combine, masks, partition, rebuild_parts, rebuilder
-
-_flatten = jax.tree_util.default_registry.flatten  # tree_flatten without its Python frame
-_compress = itertools.compress
+from ._static import Split, combine, is_array, split_leaves
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+MAX_ENTRIES = 64
+"""Compiled entries kept per function (least recently used dropped first)."""
+
+_flatten = jax.tree_util.default_registry.flatten
 _ONE_SHARDING = (jax.sharding.Sharding, jax.sharding.PartitionSpec)
 _SHARDINGS = (
     "hax.jit: {name} must be one Sharding (or PartitionSpec), applied to every array, "
@@ -29,30 +47,12 @@ _SHARDINGS = (
 )
 
 
-@functools.cache
-def _array_type() -> type:
-    """The type of JAX's concrete arrays (known once a backend exists)."""
-    return type(jax.numpy.zeros(()))
-
-
-def _key_types(types: tuple[type, ...], leaves: list[Any], is_array: tuple[bool, ...]) -> Any:
-    """Leaf types for a cache key, every array counted as a JAX array: a tree of NumPy
-    arrays and the tree of JAX arrays a call returns for it share one compiled entry."""
-    array = _array_type()
-    if all(t is array for t, a in zip(types, is_array, strict=True) if a):
-        return types
-    key_types = tuple(array if a else t for t, a in zip(types, is_array, strict=True))
-    masks(key_types, leaves)  # `combine` reads the masks of the key's types
-    return key_types
-
-
-def _unhashable_message(fn: Callable[..., Any], key: Any) -> str:
+def _unhashable_message(fn: Callable[..., Any], leaves: Iterable[Any]) -> str:
     """Which static value of a call is unhashable, for the error `hax.jit` raises."""
     name = getattr(fn, "__name__", repr(fn))
-    statics = key[2] if len(key) == 3 else jax.tree_util.tree_leaves(key)
     bad = []
-    for value in statics:
-        value = value.value if isinstance(value, _Hashed) else value
+    for value in leaves:
+        value = value.value if isinstance(value, _pytree_code.Whole) else value
         try:
             hash(value)
         except TypeError:
@@ -78,35 +78,6 @@ jax.tree_util.register_pytree_node(
 )
 
 
-class _Kwargs:
-    """Marks a flattened `(args, kwargs, _KWARGS)`, so it never matches a bare `args`."""
-
-    def __repr__(self) -> str:
-        return "<kwargs>"
-
-
-_KWARGS = _Kwargs()
-
-
-class _Hashed:
-    """A whole argument named in `static_argnames`: static, compared by its own `==`."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _Hashed)
-            and type(self.value) is type(other.value)
-            and bool(self.value == other.value)
-        )
-
-    def __hash__(self) -> int:
-        return hash(self.value)
-
-
 def _same_code(a: Any, b: Any) -> bool:
     code = getattr(a, "__code__", None)
     return code is not None and code is getattr(b, "__code__", None)
@@ -120,48 +91,86 @@ def _as_tuple(x: int | str | Iterable[Any] | None) -> tuple[Any, ...]:
     return tuple(x)
 
 
+def _finish_static(out: tuple[tuple[Any, ...], _Static]) -> Any:
+    """The result of an entry compiled `safe`: its arrays and its static part."""
+    return combine(out[0], out[1].value)
+
+
 class _Entry:
-    """One compiled specialisation of a `JitFunction`: the static key it was traced for
-    (`treedef`, leaf `types`, non-array leaves `statics`), the array/static masks, and
-    `finish`, which turns the compiled function's output into the result."""
+    """One compiled specialisation of a `JitFunction`, for the arguments' `split`.
+
+    `compiled(donated, kept)` returns the result's arrays; `build` (or `finish`, before
+    the builder exists or when the result's static part varies between traces)
+    turns them into the result. `match` is the generated matcher, once made."""
 
     __slots__ = (
+        "build",
         "compiled",
         "debug",
+        "donated",
         "finish",
-        "is_array",
-        "is_static",
-        "key",
-        "out_key",
-        "out_pick",
-        "out_statics",
-        "out_unflatten",
-        "statics",
-        "treedef",
-        "types",
+        "hits",
+        "match",
+        "out",
+        "split",
+        "varies",
     )
 
-    def __init__(self, key: Any, debug: bool, masks: tuple[tuple[bool, ...], ...]) -> None:
-        self.key = key
+    def __init__(self, split: Split, donated: tuple[bool, ...], debug: bool) -> None:
+        self.split = split
+        self.donated = donated
         self.debug = debug
-        # By-name keys (static_argnames/donation) are pairs and skip the fast path.
-        fast = len(key) == 3
-        self.treedef: Any = key[0] if fast else None
-        self.types: Any = key[1] if fast else None
-        self.statics: Any = key[2] if fast else None
-        self.is_array, self.is_static = masks
+        self.hits = 0
         self.compiled: Any = None
-        self.out_key: Any = None
+        self.match: Callable[..., Any] | None = None
+        self.build: Callable[[Any], Any] | None = None
         self.finish: Callable[[Any], Any] = _finish_static
-        # Set once traced (`rebuild_parts`): `out_unflatten(out_pick(out + out_statics))`
-        # is `finish(out)` without a Python frame; `out_pick` is None when not usable.
-        self.out_pick: Any = None
-        self.out_statics: tuple[Any, ...] = ()
-        self.out_unflatten: Any = None
+        self.out: Split | None = None  # the static part of the results, once traced
+        self.varies = False  # whether that part differed between two traces
 
 
-def _finish_static(out: tuple[list[Any], _Static]) -> Any:
-    return combine(out[0], out[1].value)
+class _Recipe:
+    """The canonical form of calls with one layout, as `inspect.Signature.bind` orders
+    them: where each canonical argument comes from, and which are static or donated."""
+
+    __slots__ = ("args", "donated", "kwargs", "static")
+
+    def __init__(
+        self, bound: inspect.BoundArguments, static: frozenset[str], donated: frozenset[str]
+    ) -> None:
+        # `bound` was made with positions and keyword names as the argument values.
+        self.args: tuple[int | str, ...] = tuple(bound.args)
+        self.kwargs: tuple[tuple[str, int | str], ...] = tuple(sorted(bound.kwargs.items()))
+        params = bound.signature.parameters
+        owner: dict[int | str, str] = {}
+        for name, value in bound.arguments.items():
+            kind = params[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL or kind is inspect.Parameter.VAR_KEYWORD:
+                owner.update(dict.fromkeys(value, name))
+            else:
+                owner[value] = name
+        slots = [*range(len(self.args)), *(k for k, _ in self.kwargs)]
+        sources = [*self.args, *(v for _, v in self.kwargs)]
+        self.static = frozenset(
+            s for s, v in zip(slots, sources, strict=True) if owner[v] in static
+        )
+        self.donated = frozenset(
+            s for s, v in zip(slots, sources, strict=True) if owner[v] in donated
+        )
+
+    def apply(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The canonical `(args, kwargs)` of a call, static arguments wrapped as `Whole`."""
+
+        def take(source: int | str, slot: int | str) -> Any:
+            value = args[source] if type(source) is int else kwargs[source]  # type: ignore[index]  # an int indexes args, a str kwargs
+            return _pytree_code.Whole(value) if slot in self.static else value
+
+        return (
+            tuple(take(source, i) for i, source in enumerate(self.args)),
+            {name: take(source, name) for name, source in self.kwargs},
+        )
 
 
 class JitFunction(Generic[P, R]):
@@ -177,9 +186,10 @@ class JitFunction(Generic[P, R]):
     ) -> None:
         self.__wrapped__ = fn
         functools.update_wrapper(self, fn)
-        self._static_argnames = static_argnames
-        self._by_name = bool(static_argnames or donate_argnums or donate_argnames)
-        if self._by_name:
+        self._static_argnames = frozenset(static_argnames)
+        self._donated: frozenset[str] = frozenset()
+        self._signature: inspect.Signature | None = None
+        if static_argnames or donate_argnums or donate_argnames:
             self._signature = inspect.signature(fn)
             params = list(self._signature.parameters)
             unknown = [n for n in (*static_argnames, *donate_argnames) if n not in params]
@@ -196,39 +206,98 @@ class JitFunction(Generic[P, R]):
             overlap = self._donated.intersection(static_argnames)
             if overlap:
                 raise ValueError(f"hax.jit: {sorted(overlap)} cannot be both static and donated")
-
-        self._donate = (0,) if self._by_name and self._donated else ()
         self._jit_kwargs = jit_kwargs
-        # One `jax.jit` per static key and debug flag (checks run at trace time), found
-        # by a dict lookup: cheaper than passing the key to jax as a static argument.
-        # `_last` is tried first, by comparison alone, since loops call with one key.
-        self._entries: dict[tuple[bool, Any], _Entry] = {}
+        # By call layout: how to turn a call into the canonical one (by-name options only).
+        self._recipes: dict[tuple[int, tuple[str, ...]], _Recipe | None] = {}
+        self._entries: collections.OrderedDict[tuple[Split, bool], _Entry] = (
+            collections.OrderedDict()
+        )
         self._last: _Entry | None = None
 
-    def _entry(self, key: Any, masks: tuple[tuple[bool, ...], ...] = ((), ())) -> _Entry:
-        debug = DEBUG.enabled
+    # -- the generic path ------------------------------------------------------------
+
+    def _recipe(self, nargs: int, names: tuple[str, ...]) -> "_Recipe | None":
+        """How calls with this layout (number of positional arguments, keyword names in
+        call order) map onto the canonical call; None for a call the function refuses."""
+        layout = (nargs, names)
+        recipe = self._recipes.get(layout)
+        if recipe is None and layout not in self._recipes:
+            assert self._signature is not None
+            try:
+                bound = self._signature.bind(*range(nargs), **{n: n for n in names})
+            except TypeError:  # let the function raise its own error when called
+                return None
+            recipe = _Recipe(bound, self._static_argnames, self._donated)
+            if len(self._recipes) < 256:
+                self._recipes[layout] = recipe
+        return recipe
+
+    def _canonical(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], "_Recipe | None"]:
+        """The call as `signature.bind` would order it (so that positional and keyword
+        calls share entries), with static arguments wrapped as `Whole` leaves."""
+        if self._signature is None:
+            return args, kwargs, None
+        recipe = self._recipe(len(args), tuple(kwargs))
+        if recipe is None:
+            return args, kwargs, None
+        return (*recipe.apply(args, kwargs), recipe)
+
+    def _split(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """`(key, donated mask, (donated arrays, kept arrays))` for a canonical call."""
+        args, kwargs, recipe = self._canonical(args, kwargs)
+        leaves, treedef = _flatten((args, kwargs), None)
         try:
-            entry = self._entries.get((debug, key))
+            arrays, split = split_leaves(leaves, treedef)
         except TypeError as err:  # an unhashable static value: say which
-            raise TypeError(_unhashable_message(self.__wrapped__, key)) from err
+            statics = itertools.filterfalse(is_array, leaves)
+            raise TypeError(_unhashable_message(self.__wrapped__, statics)) from err
+        donated = self._donated_mask(treedef, recipe.donated if recipe else frozenset())
+        groups: tuple[list[Any], list[Any]] = ([], [])
+        for leaf, is_donated in zip(
+            arrays, itertools.compress(donated, split.is_array), strict=True
+        ):
+            groups[0 if is_donated else 1].append(leaf)
+        return (split, DEBUG.enabled), donated, groups
+
+    @staticmethod
+    def _donated_mask(treedef: Any, donated_args: frozenset[Any]) -> tuple[bool, ...]:
+        """For each leaf of `(args, kwargs)`, whether it belongs to a donated argument."""
+        if not donated_args:
+            return (False,) * int(treedef.num_leaves)
+        args_td, kwargs_td = treedef.children()
+        slots = [*range(len(args_td.children())), *kwargs_td.node_data()[1]]
+        children = [*args_td.children(), *kwargs_td.children()]
+        return tuple(
+            flag
+            for slot, child in zip(slots, children, strict=True)
+            for flag in itertools.repeat(slot in donated_args, child.num_leaves)
+        )
+
+    def _entry(self, key: Any, donated: tuple[bool, ...]) -> _Entry:
+        entry = self._entries.get(key)
         if entry is None:
+            split, debug = key
             if debug:
-                self._warn_if_recreated(key, debug)
-            entry = self._entries[(debug, key)] = _Entry(key, debug, masks)
+                self._warn_if_recreated(split)
+            entry = _Entry(split, donated, debug)
             self._compile(entry, safe=False)
-        self._last = entry
+            self._entries[key] = entry
+            if len(self._entries) > MAX_ENTRIES:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
         return entry
 
-    def _warn_if_recreated(self, key: Any, debug: bool) -> None:
+    def _warn_if_recreated(self, split: Split) -> None:
         """Debug mode: warn when a retrace is caused only by functions re-created with
         the same code (an apply closure built anew at every construction)."""
-        if len(key) != 3:
-            return
-        treedef, types, statics = key
-        for mode, other in self._entries:
-            if mode != debug or len(other) != 3 or other[1] != types or other[0] != treedef:
+        for other, debug in self._entries:
+            if not debug or other.treedef != split.treedef or other.is_array != split.is_array:
                 continue
-            changed = [(a, b) for a, b in zip(other[2], statics, strict=True) if a is not b]
+            pairs = zip(other.statics.values, split.statics.values, strict=True)
+            changed = [(a, b) for a, b in pairs if a is not b]
             if changed and all(_same_code(a, b) for a, b in changed):
                 name = getattr(changed[0][1], "__qualname__", repr(changed[0][1]))
                 warnings.warn(
@@ -236,7 +305,7 @@ class JitFunction(Generic[P, R]):
                     f"{name} is a new object with the same code as before: it is re-created "
                     "(e.g. a closure built in a constructor), and apply functions are static, "
                     "compared by identity. Define apply functions at module level.",
-                    stacklevel=4,
+                    stacklevel=5,
                 )
                 return
 
@@ -245,101 +314,85 @@ class JitFunction(Generic[P, R]):
         of its results is kept on the entry. If jax retraces it for new shapes and the
         static part of the results changes, it is rebuilt `safe`: returning that part
         with every result."""
-        key = entry.key
+        split, donated, fn = entry.split, entry.donated, self.__wrapped__
 
-        def traced(*arrays: Any) -> Any:
-            out_arrays, out_key = partition(self._run(key, arrays))
+        def traced(donated_arrays: list[Any], kept_arrays: list[Any]) -> Any:
+            streams = (iter(kept_arrays), iter(donated_arrays))
+            statics = iter(split.statics.values)
+            leaves = [
+                next(streams[d]) if a else next(statics)
+                for a, d in zip(split.is_array, donated, strict=True)
+            ]
+            args, kwargs = split.treedef.unflatten(leaves)
+            args = [a.value if isinstance(a, _pytree_code.Whole) else a for a in args]
+            kwargs = {
+                k: v.value if isinstance(v, _pytree_code.Whole) else v for k, v in kwargs.items()
+            }
+            out_leaves, out_treedef = _flatten(fn(*args, **kwargs), None)
+            out_arrays, out = split_leaves(out_leaves, out_treedef)
             if safe:
-                return out_arrays, _Static(out_key)
-            rebuild = rebuilder(out_key)
-            if entry.out_key is None or entry.out_key == out_key:
-                entry.out_key, entry.finish = out_key, rebuild
-                entry.out_pick, entry.out_statics, entry.out_unflatten = rebuild_parts(out_key)
-            else:
+                return tuple(out_arrays), _Static(out)
+            if entry.out is None or entry.out == out:
+                entry.out = out
+                entry.finish = functools.partial(combine, split=out)
+            else:  # a retrace for new shapes changed the static part of the result
+                rebuild = functools.partial(combine, split=out)
 
-                def finish_then_go_safe(out: Any) -> Any:
+                def finish_then_go_safe(result: Any) -> Any:
                     self._compile(entry, safe=True)
-                    return rebuild(out)
+                    return rebuild(result)
 
-                entry.finish, entry.out_pick = finish_then_go_safe, None
+                entry.finish, entry.build, entry.varies = finish_then_go_safe, None, True
             return tuple(out_arrays)
 
-        entry.finish, entry.out_pick = _finish_static, None
-        entry.compiled = jax.jit(traced, donate_argnums=self._donate, **self._jit_kwargs)
+        entry.finish, entry.build, entry.out = _finish_static, None, None
+        donate = (0,) if any(donated) else ()
+        entry.compiled = jax.jit(traced, donate_argnums=donate, **self._jit_kwargs)
 
-    def _run(self, key: Any, arrays: tuple[Any, ...]) -> Any:
-        if not self._by_name:
-            fn: Callable[..., Any] = self.__wrapped__
-            args = combine(arrays, key)
-            if len(args) == 3 and args[2] is _KWARGS:
-                return fn(*args[0], **args[1])
-            return fn(*args)
-        donated = combine(arrays[0], key[0])
-        kept = combine(arrays[1], key[1])
-        arguments = {**donated, **kept}
-        ordered = {
-            name: (v.value if isinstance(v := arguments[name], _Hashed) else v)
-            for name in self._signature.parameters
-            if name in arguments
-        }
-        bound = inspect.BoundArguments(self._signature, ordered)
-        return self.__wrapped__(*bound.args, **bound.kwargs)
+    def _generate(self, entry: _Entry) -> None:
+        """Write the entry's matcher and builder (on its second use: code for
+        structures used once would cost more than it saves)."""
+        if entry.split.treedef.num_leaves <= _pytree_code.MAX_LEAVES:
+            entry.match = _pytree_code.matcher(entry.split, entry.donated)
+        out = entry.out
+        if (
+            out is not None
+            and not entry.varies
+            and out.treedef.num_leaves <= _pytree_code.MAX_LEAVES
+        ):
+            entry.build = _pytree_code.builder(out)
 
-    def _split(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
-        if not self._by_name:
-            arrays, key = partition((args, kwargs, _KWARGS) if kwargs else args)
-            return key, arrays
-        return self._split_by_name(args, kwargs)
+    def _call_generic(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        key, donated, groups = self._split(args, kwargs)
+        entry = self._entry(key, donated)
+        out = entry.compiled(*groups)
+        entry.hits += 1
+        if entry.hits == 2:
+            self._generate(entry)
+        self._last = entry
+        build = entry.build
+        return build(out) if build is not None else entry.finish(out)
 
-    def _split_by_name(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
-        bound = self._signature.bind(*args, **kwargs)
-        donated = {n: v for n, v in bound.arguments.items() if n in self._donated}
-        kept = {
-            n: (_Hashed(v) if n in self._static_argnames else v)
-            for n, v in bound.arguments.items()
-            if n not in self._donated
-        }
-        (d_arrays, d_key), (k_arrays, k_key) = partition(donated), partition(kept)
-        return (d_key, k_key), (d_arrays, k_arrays)
+    # -- the hot path --------------------------------------------------------------
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        # The hot path: one flatten, a comparison with the last key (a dict lookup when
-        # that fails), the compiled call, one unflatten. Kept flat on purpose: every
-        # attribute lookup here is paid at every call.
-        out: Any
-        if self._by_name:
-            key, groups = self._split_by_name(args, kwargs)
-            entry = self._entry(key)
-            out = entry.compiled(*groups)
-            return entry.finish(out)  # type: ignore[no-any-return]  # R is the wrapped fn's result
-        leaves, treedef = _flatten((args, kwargs, _KWARGS) if kwargs else args, None)
-        types = tuple(map(type, leaves))
         last = self._last
-        # Equal leaf types put arrays exactly where they were (a Python scalar where an
-        # array was is a new static value, not a traced one). A loop feeds back the tree
-        # this function returned, whose static leaves are the very objects of
-        # `last.statics`: the tuple comparison matches those by identity before value.
-        if last is not None and last.types == types and last.debug is DEBUG.enabled:
-            statics = tuple(_compress(leaves, last.is_static))
-            if last.statics == statics and last.treedef == treedef:
-                out = last.compiled(*_compress(leaves, last.is_array))
-                if last.out_pick is not None:
-                    return last.out_unflatten(last.out_pick(out + last.out_statics))  # type: ignore[no-any-return]  # R is the wrapped fn's result
-                return last.finish(out)  # type: ignore[no-any-return]  # as above
-            found = last.is_array, last.is_static
-        else:
-            found = masks(types, leaves)
-            statics = tuple(_compress(leaves, found[1]))
-        entry = self._entry((treedef, _key_types(types, leaves, found[0]), statics), found)
-        out = entry.compiled(*_compress(leaves, found[0]))
-        return entry.finish(out)  # type: ignore[no-any-return]  # as above
+        if last is not None and last.match is not None and last.debug is DEBUG.enabled:
+            if self._signature is None:
+                groups = last.match(args, kwargs)
+            else:
+                recipe = self._recipe(len(args), tuple(kwargs))
+                groups = None if recipe is None else last.match(*recipe.apply(args, kwargs))
+            if groups is not None:
+                out = last.compiled(*groups)
+                build = last.build  # read after the call: a retrace may have reset it
+                return build(out) if build is not None else last.finish(out)  # type: ignore[no-any-return]  # R is the wrapped fn's result
+        return self._call_generic(args, kwargs)  # type: ignore[no-any-return]  # as above
 
     def lower(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Lower for the given arguments, as `jax.jit(...).lower` (e.g. for cost analysis)."""
-        key, arrays = self._split(args, kwargs)
-        if self._by_name:
-            return self._entry(key).compiled.lower(*arrays)
-        return self._entry(key, masks(key[1], [])).compiled.lower(*arrays)
+        key, donated, groups = self._split(args, kwargs)
+        return self._entry(key, donated).compiled.lower(*groups)
 
 
 @overload
@@ -376,10 +429,11 @@ def jit(
     and global configs.
 
     Array leaves (JAX or NumPy) are traced. Everything else — `aux` values, `apply`
-    functions, configs, Python scalars — is static and compared **by value**: calling
-    again with a rebuilt tree of the same structure, shapes, dtypes and `aux` reuses
-    the compiled function; changing an `aux` value or a config value recompiles.
+    functions, configs, Python scalars — is static and compared **by value and type**:
+    calling again with a rebuilt tree of the same structure, shapes, dtypes and `aux`
+    reuses the compiled function; changing an `aux` value or a config value recompiles.
     Pass a hyperparameter as a JAX array (`jnp.asarray(0.1)`) to trace it instead.
+    Each function keeps its last `MAX_ENTRIES` (64) compiled variants.
 
     **Arguments:**
     - `static_argnames`, `donate_argnums`, `donate_argnames`: as in `jax.jit`

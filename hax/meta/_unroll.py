@@ -34,12 +34,11 @@ def unroll(
     `state` may be a structure tree (its static parts are held out of the scan) or
     any pytree of arrays.
     """
-    arrays, key = partition(state)
+    arrays, split = partition(state)
 
     def body(carry: list[Any], batch: Any) -> tuple[list[Any], None]:
-        new_arrays, new_key = partition(step(combine(carry, key), hyperparams, batch))
-        # Leaf types are not compared: arrays come back as tracers inside the scan.
-        if new_key[0] != key[0] or new_key[2] != key[2]:
+        new_arrays, new_split = partition(step(combine(carry, split), hyperparams, batch))
+        if new_split != split:
             raise ValueError(
                 "hax.meta.unroll: the step changed the structure, aux, dtypes or static "
                 "values of the state; a training step must return a state of the same form"
@@ -47,7 +46,7 @@ def unroll(
         return new_arrays, None
 
     final, _ = jax.lax.scan(jax.checkpoint(body) if checkpoint else body, arrays, batches)
-    return combine(final, key)  # type: ignore[no-any-return]  # the same form as `state`
+    return combine(final, split)  # type: ignore[no-any-return]  # the same form as `state`
 
 
 def hypergradient(

@@ -1,0 +1,127 @@
+"""Per-call cost of `hax.jit` over a whole tree vs `jax.jit` over the bound state.
+
+For models of 16, 128, 1,024 and 2,048 leaves (a `Sequential` of `Linear(4, 4)`
+layers, two leaves each), two functions are compiled both ways:
+
+- `state`: returns the new state (every param scaled), as a train step does;
+- `scalar`: returns one number (the sum of squares of every param), as a loss does.
+
+(a) is `jax.jit` over `bind_module`'s flat state, (b) is `hax.jit` over the tree and
+its config. The work inside is the same, so the difference is the host-side cost of
+each call. Prints the median µs per call of each and the median ratio (b)/(a), with
+the two routes timed back to back in rotating order in each repeat, so that machine
+load hits both alike.
+
+Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200]`
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import hax
+from hax import nn
+
+LEAVES = (16, 128, 1024, 2048)
+
+
+def model(n_leaves: int) -> hax.Module:
+    with hax.rng_context(0):
+        return nn.Sequential(*[nn.Linear(4, 4) for _ in range(n_leaves // 2)])
+
+
+def scale(tree: Any) -> Any:
+    return jax.tree.map(lambda a: a * 0.999, tree)
+
+
+def square_sum(tree: Any) -> jax.Array:
+    return sum((jnp.sum(a * a) for a in jax.tree.leaves(tree)), start=jnp.zeros(()))
+
+
+def routes(n_leaves: int, kind: str) -> dict[str, tuple[Callable[..., Any], Any, tuple[Any, ...]]]:
+    """`{route: (fn, first argument, other arguments)}`; for `state` the result is fed back."""
+    tree, config = model(n_leaves)
+    state, _ = hax.bind_module(tree, config)
+
+    if kind == "state":
+
+        @jax.jit
+        def jax_fn(state: Any) -> Any:
+            return scale(state)
+
+        @hax.jit
+        def hax_fn(tree: hax.StructureTree, config: hax.GlobalConfig) -> hax.StructureTree:
+            params, rest = hax.split_tree(tree, ["params"])
+            return hax.merge_trees(scale(params), rest)
+
+    else:
+
+        @jax.jit
+        def jax_fn(state: Any) -> Any:
+            return square_sum(state)
+
+        @hax.jit
+        def hax_fn(tree: hax.StructureTree, config: hax.GlobalConfig) -> jax.Array:
+            return square_sum(hax.filter_keys(tree, "params"))
+
+    return {
+        "(a) jax.jit, bound state": (jax_fn, state, ()),
+        "(b) hax.jit, tree": (hax_fn, tree, (config,)),
+    }
+
+
+def time_calls(
+    fn: Callable[..., Any], first: Any, rest: tuple[Any, ...], calls: int, feed: bool
+) -> tuple[float, Any]:
+    """µs per call over `calls` consecutive calls; with `feed`, each result is the next input."""
+    out = None
+    start = time.perf_counter()
+    for _ in range(calls):
+        out = fn(first, *rest)
+        if feed:
+            first = out
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / calls * 1e6, first
+
+
+def bench(n_leaves: int, kind: str, repeats: int, calls: int) -> tuple[float, float, float]:
+    table = routes(n_leaves, kind)
+    feed = kind == "state"
+    firsts = {k: v[1] for k, v in table.items()}
+    for k, (fn, _, rest) in table.items():  # compile and warm up
+        _, firsts[k] = time_calls(fn, firsts[k], rest, max(calls // 10, 3), feed)
+    times: dict[str, list[float]] = {k: [] for k in table}
+    names = list(table)
+    for r in range(repeats):
+        for k in names[r % 2 :] + names[: r % 2]:
+            fn, _, rest = table[k]
+            us, firsts[k] = time_calls(fn, firsts[k], rest, calls, feed)
+            times[k].append(us)
+    a, b = (times[k] for k in names)
+    ratio = statistics.median(y / x for x, y in zip(a, b, strict=True))
+    return statistics.median(a), statistics.median(b), ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--leaves", type=int, nargs="*", default=list(LEAVES))
+    args = parser.parse_args()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.repeats} repeats")
+    header = ("function", "leaves", "(a) jax.jit µs", "(b) hax.jit µs", "(b)/(a)")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 6, 15, 15, 8), strict=True)))
+    for kind in ("state", "scalar"):
+        for n in args.leaves:
+            calls = max(args.calls * 16 // n, 10) if n > 16 else args.calls
+            a, b, ratio = bench(n, kind, args.repeats, calls)
+            print(f"{kind:<8} {n:>6} {a:>15.1f} {b:>15.1f} {ratio:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
