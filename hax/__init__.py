@@ -15,6 +15,7 @@ from . import (
 from ._config import merge_configs as merge_configs
 from ._debug import debug as debug, debug_enabled as debug_enabled
 from ._jit import JitFunction as JitFunction, jit as jit
+from ._leaves import LeafAddress as LeafAddress
 from ._module import (
     BoundApply as BoundApply,
     apply_tree as apply_tree,

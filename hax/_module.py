@@ -3,6 +3,7 @@
 from typing import Any, cast
 
 from ._debug import STATE as DEBUG, checked_apply
+from ._leaves import LeafAddress, node_entries
 from ._static import static_key
 from ._tree import fill_tree, named_nodes, structure_tree_map
 from ._types import GlobalConfig, Module, StructureTree
@@ -35,35 +36,31 @@ def as_module(value: Any) -> Module | None:
     return None
 
 
-def _state_slots(tree: StructureTree) -> list[tuple[tuple[str, ...], str, str, str]]:
-    """`(node path, kind, name, state key)` for every params/buffers entry of `tree`."""
+def _state_slots(tree: StructureTree) -> list[tuple[LeafAddress, str]]:
+    """`(address, state key)` for every params/buffers entry of `tree`."""
     slots = []
     seen: set[str] = set()
     for path, node in named_nodes(tree):
-        prefix = "".join(f"{name}/" for name in path)
-        for kind, entries in (("params", node["params"]), ("buffers", node["buffers"])):
-            for name in entries:
-                key = f"{prefix}{kind}/{name}"
-                if key in seen:
-                    raise ValueError(
-                        f"bind_module: two entries share the state key {key!r}; rename the "
-                        "param or buffer (names must not contain '/')"
-                    )
-                seen.add(key)
-                slots.append((path, kind, name, key))
+        for address, _ in node_entries(path, node):
+            key = address.entry
+            if key in seen:
+                raise ValueError(
+                    f"bind_module: two entries share the state key {key!r}; rename the "
+                    "param or buffer (names must not contain '/')"
+                )
+            seen.add(key)
+            slots.append((address, key))
     return slots
 
 
 def tree_state(tree: StructureTree) -> dict[str, Any]:
-    """The params and buffers of `tree` as one flat dict keyed by leaf name, e.g.
+    """The params and buffers of `tree` as one flat dict keyed by entry address, e.g.
     `{"0/params/weight": ..., "1/buffers/rng": ...}`: a pytree of arrays."""
-    state = {}
-    for path, node in named_nodes(tree):
-        prefix = "".join(f"{name}/" for name in path)
-        for kind, entries in (("params", node["params"]), ("buffers", node["buffers"])):
-            for name, value in entries.items():
-                state[f"{prefix}{kind}/{name}"] = value
-    return state
+    return {
+        address.entry: value
+        for path, node in named_nodes(tree)
+        for address, value in node_entries(path, node)
+    }
 
 
 class BoundApply:
@@ -83,7 +80,7 @@ class BoundApply:
         self,
         skeleton: StructureTree,
         global_config: GlobalConfig,
-        slots: list[tuple[tuple[str, ...], str, str, str]],
+        slots: list[tuple[LeafAddress, str]],
     ) -> None:
         self.skeleton = skeleton
         self.global_config = global_config
@@ -93,16 +90,18 @@ class BoundApply:
 
     def tree(self, state: dict[str, Any]) -> StructureTree:
         """The structure tree holding `state`'s arrays."""
-        missing = [key for *_, key in self._slots if key not in state]
-        extra = sorted(set(state) - {key for *_, key in self._slots})
+        missing = [key for _, key in self._slots if key not in state]
+        extra = sorted(set(state) - {key for _, key in self._slots})
         if missing or extra:
             raise ValueError(
                 f"the state does not match the bound module: missing {missing}, unexpected "
                 f"{extra}. Pass the state that bind_module returned (or an update of it)."
             )
         by_node: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
-        for path, kind, name, key in self._slots:
-            by_node.setdefault(path, {"params": {}, "buffers": {}})[kind][name] = state[key]
+        for address, key in self._slots:
+            by_node.setdefault(address.path, {"params": {}, "buffers": {}})[address.kind][
+                address.name
+            ] = state[key]
 
         def build(node: StructureTree, path: tuple[str, ...]) -> StructureTree:
             arrays = by_node.get(path, {"params": {}, "buffers": {}})

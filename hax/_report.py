@@ -11,7 +11,7 @@ from typing import Any
 
 import jax
 
-from ._tree import key_path_str
+from . import _leaves as leaves
 
 LeafSpec = tuple[tuple[int, ...], str]
 """A leaf's `(shape, dtype name)`, e.g. `((8, 4), "float32")` or `((), "key<fry>")`."""
@@ -155,37 +155,20 @@ def format_report(report: TransferReport, src: str, dst: str, fields: Sequence[s
     return "\n".join(lines)
 
 
-def _entry_leaves(key: str, value: Any) -> tuple[list[tuple[str, Any]], Any]:
-    flat, treedef = jax.tree_util.tree_flatten_with_path(value)
-    return [(f"{key}/{key_path_str(kp)}" if kp else key, x) for kp, x in flat], treedef
-
-
 def state_leaves(state: Mapping[str, Any], who: str) -> list[tuple[str, Any]]:
-    """Every leaf of a bound state (`hax.bind_module`'s flat dict) with its name, in
-    order. Two leaves with one name (a key containing `/`) raise `ValueError`."""
-    out: list[tuple[str, Any]] = []
-    seen: set[str] = set()
-    for key, value in state.items():
-        leaves, _ = _entry_leaves(key, value)
-        for name, leaf in leaves:
-            if name in seen:
-                raise ValueError(
-                    f"{who} has two leaves named {name!r} (a param or dict key containing "
-                    "'/'); rename one so that leaf names are unique"
-                )
-            seen.add(name)
-            out.append((name, leaf))
-    return out
+    """Every leaf of a bound state with its name, in order (see `hax._leaves`)."""
+    return [(str(address), leaf) for address, leaf in leaves.state_leaves(state, who)]
 
 
-def replace_state_leaves(state: Mapping[str, Any], leaves: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `state` whose leaves named in `leaves` hold the given values; every
+def replace_state_leaves(state: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `state` whose leaves named in `new` hold the given values; every
     other leaf and every untouched entry is shared."""
     out = dict(state)
     for key, value in state.items():
-        named, treedef = _entry_leaves(key, value)
-        if any(name in leaves for name, _ in named):
+        named = leaves.entry_leaves(leaves.LeafAddress.parse_entry(key), value)
+        if any(str(address) in new for address, _ in named):
+            treedef = jax.tree_util.tree_structure(value)
             out[key] = jax.tree_util.tree_unflatten(
-                treedef, [leaves.get(name, x) for name, x in named]
+                treedef, [new.get(str(address), x) for address, x in named]
             )
     return out

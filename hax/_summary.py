@@ -4,9 +4,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-
-from ._tree import key_path_str, named_nodes
+from ._leaves import LeafAddress, entry_leaves
+from ._tree import named_nodes
 from ._types import GlobalConfig, StructureTree
 from .surgery._freeze import FROZEN
 from .surgery._select import kind_of
@@ -36,10 +35,11 @@ def _fmt_shape(shape: tuple[int, ...]) -> str:
 
 
 def _leaves(entries: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The leaves of one node's params (or buffers), named from the entry on (`w/0`)."""
     return [
-        (f"{name}/{key_path_str(kp)}" if kp else name, leaf)
+        (a.local, leaf)
         for name, value in entries.items()
-        for kp, leaf in jax.tree_util.tree_flatten_with_path(value)[0]
+        for a, leaf in entry_leaves(LeafAddress((), "params", name), value)
     ]
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeGuard, cast
 import jax
 import numpy as np
 
+from ._leaves import kind_leaves
 from ._path import as_path, describe_path
 from ._types import KINDS, GlobalConfig, Path, StructureTree
 
@@ -327,15 +328,6 @@ def numbered_children(tree: StructureTree, who: str) -> list[str]:
     return sorted(names, key=int)
 
 
-def key_path_str(key_path: Sequence[Any]) -> str:
-    """A jax key path (`DictKey`, `SequenceKey`, `GetAttrKey`, ...) as `"a/0/b"`."""
-    parts = []
-    for key in key_path:
-        attr = next((a for a in ("key", "idx", "name") if hasattr(key, a)), None)
-        parts.append(str(getattr(key, attr)) if attr else str(key))
-    return "/".join(parts)
-
-
 def named_leaves(
     tree: StructureTree, kinds: Sequence[str] = ("params", "buffers")
 ) -> list[tuple[str, Any]]:
@@ -346,9 +338,7 @@ def named_leaves(
     """
     out: list[tuple[str, Any]] = []
     for path, node in named_nodes(tree):
-        prefix = "".join(f"{name}/" for name in path)
         for kind in kinds:
-            leaves, _ = jax.tree_util.tree_flatten_with_path(node[kind])  # type: ignore[literal-required]  # kind is checked by the caller
-            for key_path, leaf in leaves:
-                out.append((prefix + kind + "/" + key_path_str(key_path), leaf))
+            entries = node[kind]  # type: ignore[literal-required]  # kind is checked by the caller
+            out.extend((str(a), leaf) for a, leaf in kind_leaves(path, kind, entries))
     return out

@@ -37,9 +37,10 @@ from typing import Any, BinaryIO, NoReturn
 import jax
 import numpy as np
 
+from .._leaves import LeafAddress
 from .._module import tree_state
 from .._tree import fill_tree, is_structure_tree
-from .._types import KINDS, STATE_KINDS, GlobalConfig, StructureTree
+from .._types import KINDS, GlobalConfig, StructureTree
 
 FORMAT = "hax.checkpoint"
 FORMAT_VERSION = 1
@@ -109,14 +110,15 @@ def _as_tree(obj: Any, who: str) -> StructureTree:
     return obj if is_structure_tree(obj) else fill_tree(obj)
 
 
-def check_state_key(key: Any, who: str) -> None:
-    """A bound state's key is a leaf name: `[node/...]params|buffers/name`."""
-    parts = key.split("/") if isinstance(key, str) else []
-    if len(parts) < 2 or parts[-2] not in STATE_KINDS or not all(parts):
+def check_state_key(key: Any, who: str) -> LeafAddress:
+    """A bound state's key is an entry address: `[node/...]params|buffers/name`."""
+    try:
+        return LeafAddress.parse_entry(key)
+    except ValueError:
         raise ValueError(
             f"{who}: state key {key!r} is not a leaf name such as '0/params/weight'; pass "
             "a structure tree, a module `(tree, config)`, or the state of hax.bind_module"
-        )
+        ) from None
 
 
 # ---------------------------------------------------------------- JSON values
@@ -158,21 +160,25 @@ def decode_value(obj: Any, path: str, where: str) -> Any:
 # ---------------------------------------------------------------- pytree structures
 
 
-def encode_structure(value: Any, name: str, leaves: list[tuple[str, Any]]) -> Any:
-    """The JSON structure of a params/buffers entry; appends `(tensor name, leaf)`."""
+def encode_structure(value: Any, address: LeafAddress, leaves: list[tuple[str, Any]]) -> Any:
+    """The JSON structure of a params/buffers entry; appends `(leaf name, leaf)`."""
     kind = type(value)
     if value is None:
         return None
     if kind is dict:
         for k in value:
             if type(k) is not str:
-                raise TypeError(f"save: {name}: dict keys must be str to be saved, found {k!r}")
-        return {"dict": {k: encode_structure(v, f"{name}/{k}", leaves) for k, v in value.items()}}
+                raise TypeError(
+                    f"save: {address}: dict keys must be str to be saved, found {k!r}"
+                )
+        return {
+            "dict": {k: encode_structure(v, address.child(k), leaves) for k, v in value.items()}
+        }
     if kind is list or kind is tuple:
-        items = [encode_structure(v, f"{name}/{i}", leaves) for i, v in enumerate(value)]
+        items = [encode_structure(v, address.child(i), leaves) for i, v in enumerate(value)]
         return items if kind is list else {"tuple": items}
-    leaves.append((name, value))
-    return {"leaf": name}
+    leaves.append((str(address), value))
+    return {"leaf": str(address)}
 
 
 def structure_leaves(obj: Any, path: str, where: str) -> Iterator[str]:

@@ -11,6 +11,7 @@ import numpy as np
 import safetensors
 from jax.experimental import multihost_utils
 
+from .._leaves import LeafAddress
 from .._static import ARRAY_TYPES
 from .._tree import named_nodes
 from .._types import GlobalConfig, Module, StructureTree
@@ -63,7 +64,7 @@ def save(
     structures: dict[str, Any] = {}
     leaves: list[tuple[str, Any]] = []
     for key, value in state.items():
-        structures[key] = encode_structure(value, key, leaves)
+        structures[key] = encode_structure(value, LeafAddress.parse_entry(key), leaves)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     infos: dict[str, dict[str, Any]] = {}
     for name, leaf in leaves:

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from .._tree import key_path_str, named_nodes, structure_tree_map
-from .._types import STATE_KINDS, StructureTree
+from .._leaves import entry_leaves, node_entries
+from .._tree import named_nodes, structure_tree_map
+from .._types import StructureTree
 
 _FIX = (
     "To fix: build `like` with the same layers and constructor arguments as the torch "
@@ -124,19 +125,13 @@ class _Slot:
         return bool(jnp.issubdtype(self.dtype, jax.dtypes.prng_key))
 
 
-def _torch_key(path: tuple[str, ...], key_path: Any) -> str:
-    return ".".join((*path, *key_path_str(key_path).split("/")))
-
-
 def torch_named_leaves(tree: StructureTree) -> Iterator[tuple[str, str, Any]]:
     """`(torch_key, hax_path, leaf)` for every array leaf of `tree`: the leaf
     `layer1/0/conv1/params/weight` has the torch key `"layer1.0.conv1.weight"`."""
     for path, node in named_nodes(tree):
-        for kind in STATE_KINDS:
-            leaves = jax.tree_util.tree_flatten_with_path(node[kind])[0]  # type: ignore[literal-required]  # kind is params or buffers
-            for key_path, leaf in leaves:
-                name = key_path_str(key_path)
-                yield _torch_key(path, key_path), "/".join((*path, kind, name)), leaf
+        for entry, value in node_entries(path, node):
+            for address, leaf in entry_leaves(entry, value):
+                yield address.dotted, str(address), leaf
 
 
 def _slots(like: StructureTree) -> tuple[dict[str, _Slot], list[Mismatch]]:
@@ -270,21 +265,20 @@ def from_torch(
     if mismatches:
         raise StateDictMismatchError(mismatches)
 
-    def fill_kind(entries: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    def fill_kind(node: dict[str, Any], path: tuple[str, ...], kind: str) -> dict[str, Any]:
         # Entry by entry, so that the order of `like`'s dict is kept.
-        return {
-            name: jax.tree_util.tree_map_with_path(
-                lambda kp, leaf, name=name: loaded.get(_torch_key(path, (name, *kp)), leaf),
-                value,
-            )
-            for name, value in entries.items()
-        }
+        out = {}
+        for entry, value in node_entries(path, node, (kind,)):
+            named = entry_leaves(entry, value)
+            new = [loaded.get(address.dotted, leaf) for address, leaf in named]
+            out[entry.name] = jax.tree_util.tree_unflatten(jax.tree.structure(value), new)
+        return out
 
     def fill(node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
         return {
             **node,
-            "params": fill_kind(node["params"], path),
-            "buffers": fill_kind(node["buffers"], path),
+            "params": fill_kind(node, path, "params"),
+            "buffers": fill_kind(node, path, "buffers"),
         }
 
     filled: StructureTree = structure_tree_map(fill, like)

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 
+from .._leaves import LeafAddress
 from .._static import combine, partition
 from .._tree import named_nodes, structure_tree_map
 from ..optim import merge_params, split_params, value_and_grad
@@ -80,7 +81,7 @@ def hypergradient(
 
 def _leaf_node(key: str) -> str:
     """The node path of a bound-state key: `"a/b/params/w"` -> `"a/b"`."""
-    return key.rsplit("/params/", 1)[0] if "/params/" in key else ""
+    return "/".join(LeafAddress.parse_entry(key).path)
 
 
 def _per_node(value: Any, who: str) -> Callable[[str], Any]:

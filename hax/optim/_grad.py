@@ -5,6 +5,7 @@ from typing import Any
 
 import jax
 
+from .._leaves import LeafAddress
 from .._tree import is_structure_tree, merge_trees, split_tree
 
 # Both kinds of model state HAX passes around: a structure tree (for `hax.jit`) or
@@ -12,10 +13,8 @@ from .._tree import is_structure_tree, merge_trees, split_tree
 
 
 def _is_param_key(key: str) -> bool:
-    """Whether a bound-state key (`"a/b/params/weight"`) names a param: its kind is the
-    second-to-last name (a node may itself be named `"params"`)."""
-    parts = key.split("/")
-    return len(parts) >= 2 and parts[-2] == "params"
+    """Whether a bound-state key (`"a/b/params/weight"`) names a param."""
+    return LeafAddress.parse_entry(key).kind == "params"
 
 
 def split_params(state: Any) -> tuple[Any, Any]:

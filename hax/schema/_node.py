@@ -28,8 +28,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType, TypedDict
 
+from .._leaves import keys_str
 from .._static import ARRAY_TYPES
-from .._tree import key_path_str
 from ._errors import a, describe
 
 
@@ -46,7 +46,7 @@ def _check_array_tree(value: Any) -> Any:
         found = describe(value)
     else:
         bad = [
-            f"{key_path_str(path)} ({type(leaf).__name__})"
+            f"{keys_str(path)} ({type(leaf).__name__})"
             for path, leaf in leaves
             if not isinstance(leaf, ARRAY_TYPES)
         ]

@@ -6,6 +6,7 @@ from typing import Any, TypeAlias
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._leaves import node_entries
 from .._tree import named_nodes
 from .._types import StructureTree
 from ..schema import ArraySpec, spec_of
@@ -172,16 +173,12 @@ def partition_specs(
         spec = spec_of(node["apply"])
         here: Rules = {**rules, **local_rules[path]} if path in local_rules else rules
         found: set[str] = set()
-        prefix = "".join(f"{name}/" for name in path)
-        for kind in ("params", "buffers"):
-            declared = getattr(spec, kind, {}) if spec is not None else {}
-            entries: dict[str, Any] = node[kind]
-            for name, value in entries.items():
-                key = f"{prefix}{kind}/{name}"
-                aspec = declared.get(name)
-                out[key] = _value_specs(
-                    value, key, aspec, here, mesh, found, problems, unknown_axes
-                )
+        for address, value in node_entries(path, node):
+            declared = getattr(spec, address.kind, {}) if spec is not None else {}
+            key = address.entry
+            out[key] = _value_specs(
+                value, key, declared.get(address.name), here, mesh, found, problems, unknown_axes
+            )
         used |= found
         used_at |= {(name, path) for name in found}
     for (name, axis), where in unknown_axes.items():

@@ -4,6 +4,7 @@ from typing import Any
 
 import jax
 
+from .._leaves import node_entries
 from .._tree import get_subtree, named_nodes, set_subtree, structure_tree_map
 from .._types import StructureTree
 from .._validate import validate
@@ -71,12 +72,11 @@ def trainable_mask(tree: StructureTree, *, flat: bool = False) -> dict[str, Any]
         return structure_tree_map(  # type: ignore[no-any-return]  # the map rebuilds a tree
             lambda n, path: {"params": _filled(n["params"], _trainable(n))}, tree
         )
-    mask: dict[str, Any] = {}
-    for path, node in named_nodes(tree):
-        prefix = "".join(f"{name}/" for name in path)
-        for name, value in node["params"].items():
-            mask[f"{prefix}params/{name}"] = _filled(value, _trainable(node))
-    return mask
+    return {
+        address.entry: _filled(value, _trainable(node))
+        for path, node in named_nodes(tree)
+        for address, value in node_entries(path, node, ("params",))
+    }
 
 
 def _trainable(node: Any) -> bool:
