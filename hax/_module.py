@@ -1,12 +1,14 @@
 """Running modules: `apply_tree`, and binding a tree to a pure `(state, *args)` function."""
 
-from typing import Any, cast
+from typing import Any
 
 from ._debug import STATE as DEBUG, checked_apply
 from ._leaves import LeafAddress, node_entries
 from ._static import static_key
-from ._tree import fill_tree, named_nodes, structure_tree_map
-from ._types import GlobalConfig, Module, StructureTree
+from ._tree import fill_tree, is_structure_tree, named_nodes, structure_tree_map
+from ._types import KINDS, GlobalConfig, Module, StructureTree
+
+_KIND_SET = frozenset(KINDS)
 
 
 def apply_tree(
@@ -21,19 +23,25 @@ def apply_tree(
     return tree["apply"](tree, global_config, *args, **kwargs)
 
 
-def as_module(value: Any) -> Module | None:
-    """`value` as a `(tree, config)` pair if it is a module or a bare tree, else None."""
-    if (
-        isinstance(value, tuple)
-        and len(value) == 2
-        and isinstance(value[0], dict)
-        and isinstance(value[1], dict)
-        and "apply" in value[0]
+def as_module(value: Any, *, partial: bool = False) -> Module | None:
+    """`value` as a module `(tree, config)` if it is one or a bare tree (config `{}`),
+    else None. Every HAX function that takes "a module or a tree" decides with this.
+
+    A tree is a dict of node kinds with an `apply`; with `partial`, a part made by
+    `split_tree`/`filter_keys` (no `apply`) is one too. Missing kinds are filled in.
+    """
+    config: Any = {}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        value, config = value
+    if not (
+        isinstance(value, dict)
+        and value
+        and value.keys() <= _KIND_SET
+        and (partial or "apply" in value)
     ):
-        return cast(StructureTree, value[0]), value[1]
-    if isinstance(value, dict) and "apply" in value:
-        return fill_tree(value), {}
-    return None
+        return None
+    tree = value if is_structure_tree(value) else fill_tree(value)
+    return tree, config
 
 
 def _state_slots(tree: StructureTree) -> list[tuple[LeafAddress, str]]:

@@ -38,9 +38,8 @@ import jax
 import numpy as np
 
 from .._leaves import LeafAddress
-from .._module import tree_state
-from .._tree import fill_tree, is_structure_tree
-from .._types import KINDS, GlobalConfig, StructureTree
+from .._module import as_module, tree_state
+from .._types import GlobalConfig, StructureTree
 
 FORMAT = "hax.checkpoint"
 FORMAT_VERSION = 1
@@ -85,29 +84,18 @@ def as_state(
 ) -> tuple[dict[str, Any], StructureTree | None, GlobalConfig | None]:
     """`(state, tree or None, config or None)` from a tree, a module `(tree, config)` or
     a bound state (the flat dict of `hax.bind_module`)."""
-    tree: StructureTree | None = None
-    config: GlobalConfig | None = None
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], dict):
-        tree, config = _as_tree(obj[0], who), obj[1]
-    elif isinstance(obj, dict) and obj and set(obj) <= set(KINDS):
-        tree = _as_tree(obj, who)
-    elif isinstance(obj, dict):
+    module = as_module(obj, partial=True)
+    if module is not None:
+        tree, config = module
+        return tree_state(tree), tree, config if isinstance(obj, tuple) else None
+    if isinstance(obj, dict):
         for key in obj:
             check_state_key(key, who)
         return dict(obj), None, None
-    else:
-        raise TypeError(
-            f"{who}: expected a structure tree, a module `(tree, config)` or a bound state "
-            f"(the dict of hax.bind_module), found {type(obj).__name__}"
-        )
-    return tree_state(tree), tree, config
-
-
-def _as_tree(obj: Any, who: str) -> StructureTree:
-    if not isinstance(obj, dict):
-        raise TypeError(f"{who}: a module's tree must be a dict, found {type(obj).__name__}")
-    # fill_tree only for partial trees: it rebuilds params dicts in sorted key order.
-    return obj if is_structure_tree(obj) else fill_tree(obj)
+    raise TypeError(
+        f"{who}: expected a structure tree, a module `(tree, config)` or a bound state "
+        f"(the dict of hax.bind_module), found {type(obj).__name__}"
+    )
 
 
 def check_state_key(key: Any, who: str) -> LeafAddress:

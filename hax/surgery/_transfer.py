@@ -5,7 +5,6 @@ from typing import Any, TypeAlias
 
 from .._module import as_module, bind_module
 from .._report import TransferReport, leaf_spec, match_leaves, replace_state_leaves, state_leaves
-from .._tree import is_structure_tree
 from .._types import Module, StructureTree
 
 Rename: TypeAlias = Mapping[str, str | None] | Callable[[str], str | None]
@@ -65,8 +64,6 @@ def transfer(
 
 
 def _as_tree(value: Any, who: str) -> StructureTree:
-    if is_structure_tree(value):
-        return value
     module = as_module(value)
     if module is None:
         raise TypeError(
