@@ -172,7 +172,7 @@ def name_problems(node: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             if not _is_name(name):
                 problems.append((f"{kind}.{name!r}", f"the name {name!r}", _NAME))
                 continue
-            problems.extend(_pytree_key_problems(f"{kind}.{name}", value))
+            problems.extend(pytree_key_problems(f"{kind}.{name}", value))
     children = node.get("submodules")
     if type(children) is dict:
         for kind in STATE_KINDS:
@@ -189,8 +189,9 @@ def _is_name(name: Any) -> bool:
     return type(name) is str and bool(name) and "/" not in name
 
 
-def _pytree_key_problems(where: str, value: Any) -> list[tuple[str, str, str]]:
-    """Dict keys inside a pytree-valued entry, checked iteratively at every depth."""
+def pytree_key_problems(where: str, value: Any) -> list[tuple[str, str, str]]:
+    """`(key, found, expected)` for the dict keys inside an entry's pytree that would not
+    give unique leaf names (checked without recursion, at every depth)."""
     problems = []
     stack = [(where, value)]
     while stack:

@@ -343,12 +343,10 @@ def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch, error):
     old = dtype_tree()
     ckpt.save(path, old)
 
-    def failing_writer(specs, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"partial garbage")
+    def failing_fsync(fd):  # the data is written, the disk fails before it is durable
         raise error
 
-    monkeypatch.setattr(safetensors, "serialize_file", failing_writer)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     new = {**old, "params": {"other": jnp.ones(2)}}
     with pytest.raises(type(error)):
         ckpt.save(path, new)

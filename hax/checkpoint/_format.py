@@ -44,6 +44,9 @@ from .._types import GlobalConfig, StructureTree
 FORMAT = "hax.checkpoint"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+MAX_DIMS = 64  # NumPy's limit on an array's number of axes
+MAX_DIM = 2**62  # larger sizes overflow NumPy's index type
+MAX_NESTING = 100  # metadata deeper than this is refused before it is walked
 
 # JAX dtype name -> safetensors dtype code, for every dtype both support.
 DTYPE_CODES = {
@@ -70,6 +73,16 @@ CODE_DTYPES = {code: np.dtype(jax.numpy.dtype(name)) for name, code in DTYPE_COD
 class CheckpointFormatError(ValueError):
     """The file is not a valid HAX checkpoint: truncated, not safetensors, a corrupt
     or hostile header, bad metadata, or a newer format version."""
+
+
+def x64_problem(name: str, dtype: str) -> str | None:
+    """Why JAX cannot hold leaf `name` of `dtype` in this process (64-bit types off)."""
+    if jax.dtypes.canonicalize_dtype(dtype) == np.dtype(dtype):
+        return None
+    return (
+        f"{name} holds {dtype}, which JAX keeps only with 64-bit types on; "
+        "enable them with jax.config.update('jax_enable_x64', True)"
+    )
 
 
 def fail(path: str, problem: str) -> NoReturn:
@@ -156,9 +169,7 @@ def encode_structure(value: Any, address: LeafAddress, leaves: list[tuple[str, A
     if kind is dict:
         for k in value:
             if type(k) is not str:
-                raise TypeError(
-                    f"save: {address}: dict keys must be str to be saved, found {k!r}"
-                )
+                raise TypeError(f"save: {address}: dict keys must be str to be saved, found {k!r}")
         return {
             "dict": {k: encode_structure(v, address.child(k), leaves) for k, v in value.items()}
         }
@@ -266,29 +277,43 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_json(text: str | bytes, path: str, what: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, depth
         fail(path, f"{what} is not valid JSON ({type(e).__name__}: {str(e)[:200]})")
 
 
 def read_contents(f: BinaryIO, path: str) -> Contents:
     """Read and validate the header and metadata of an open checkpoint."""
     size = os.fstat(f.fileno()).st_size
-    not_safetensors = "it is truncated or not a safetensors file"
     if size < 8:
-        fail(path, f"the file has {size} bytes, fewer than a safetensors header; {not_safetensors}")
+        fail(
+            path, f"the file has {size} bytes, fewer than a safetensors header; {_NOT_SAFETENSORS}"
+        )
     n = int.from_bytes(f.read(8), "little")
     if n > size - 8:
-        fail(path, f"the header claims {n} bytes but the file has {size} bytes; {not_safetensors}")
+        fail(path, f"the header claims {n} bytes but the file has {size} bytes; {_NOT_SAFETENSORS}")
     if n > MAX_HEADER_BYTES:
         fail(path, f"the header claims {n} bytes, more than the limit {MAX_HEADER_BYTES}")
     raw = f.read(n)
-    if len(raw) != n or not raw.startswith(b"{"):
-        fail(path, f"the header does not start with a JSON object; {not_safetensors}")
+    if len(raw) != n:
+        fail(path, f"the header is cut short; {_NOT_SAFETENSORS}")
+    return parse_header(raw, size, path)
+
+
+_NOT_SAFETENSORS = "it is truncated or not a safetensors file"
+
+
+def parse_header(raw: bytes, size: int, path: str) -> Contents:
+    """Validate a header (the JSON after the 8 length bytes) of a file of `size` bytes.
+
+    `save` runs this on the header it is about to write, so that it never writes a
+    file this refuses."""
+    if not raw.startswith(b"{"):
+        fail(path, f"the header does not start with a JSON object; {_NOT_SAFETENSORS}")
     header = _parse_json(raw, path, "the safetensors header")
     if type(header) is not dict:
-        fail(path, f"the safetensors header is not a JSON object; {not_safetensors}")
+        fail(path, f"the safetensors header is not a JSON object; {_NOT_SAFETENSORS}")
     metadata = header.pop("__metadata__", None)
-    tensors = _tensors(header, 8 + n, size, path)
+    tensors = _tensors(header, 8 + len(raw), size, path)
     if type(metadata) is not dict or metadata.get("format") != FORMAT:
         fail(
             path,
@@ -311,6 +336,8 @@ def _tensors(header: dict[str, Any], start: int, size: int, path: str) -> dict[s
             fail(path, f"{where}: unsupported dtype {_short(dtype)}; known: {sorted(CODE_DTYPES)}")
         if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
             fail(path, f"{where}: shape {_short(shape)} is not a list of non-negative ints")
+        if len(shape) > MAX_DIMS:
+            fail(path, f"{where}: shape has {len(shape)} axes, more than {MAX_DIMS}")
         if (
             type(offsets) is not list
             or len(offsets) != 2
@@ -328,6 +355,8 @@ def _tensors(header: dict[str, Any], start: int, size: int, path: str) -> dict[s
                 f"{where}: shape {shape} of {dtype} needs {math.prod(shape) * itemsize} bytes but "
                 f"data_offsets {offsets} span {offsets[1] - offsets[0]}",
             )
+        if any(d >= MAX_DIM for d in shape):  # an empty tensor with a huge axis
+            fail(path, f"{where}: shape {_short(shape)} has an axis of 2**62 or more")
         tensors[name] = Tensor(
             CODE_DTYPES[dtype], tuple(shape), start + offsets[0], start + offsets[1]
         )
@@ -349,7 +378,11 @@ def _tensors(header: dict[str, Any], start: int, size: int, path: str) -> dict[s
 
 def _contents(metadata: dict[str, Any], tensors: dict[str, Tensor], path: str) -> Contents:
     version = metadata.get("format_version")
-    if type(version) is not str or not version.isdigit():
+    if (
+        type(version) is not str
+        or not (version.isascii() and version.isdigit())
+        or len(version) > 9
+    ):
         fail(path, f"metadata format_version {_short(version)} is not a version number")
     if int(version) != FORMAT_VERSION:
         newer = int(version) > FORMAT_VERSION
@@ -365,13 +398,24 @@ def _contents(metadata: dict[str, Any], tensors: dict[str, Tensor], path: str) -
         if type(text) is not str:
             fail(path, f"metadata {key!r} is missing or not a string")
         fields[key] = _parse_json(text, path, f"metadata {key!r}")
-    try:
-        config = _config(fields["config"], path)
-        nodes = _nodes(fields["nodes"], path)
-        state, leaves = _state(fields["state"], fields["leaves"], tensors, path)
-    except RecursionError:
-        fail(path, "the metadata is nested too deeply")
+        if _nesting(fields[key]) > MAX_NESTING:
+            fail(path, f"metadata {key!r} is nested more than {MAX_NESTING} levels deep")
+    config = _config(fields["config"], path)
+    nodes = _nodes(fields["nodes"], path)
+    state, leaves = _state(fields["state"], fields["leaves"], tensors, path)
     return Contents(path, tensors, config, nodes, state, leaves)
+
+
+def _nesting(obj: Any) -> int:
+    """How deeply JSON lists and objects nest in `obj`, counted without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else ()
+        if children:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _config(obj: Any, path: str) -> GlobalConfig | None:

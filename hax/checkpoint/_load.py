@@ -31,6 +31,7 @@ from ._format import (
     fail,
     read_contents,
     read_tensor,
+    x64_problem,
 )
 
 
@@ -192,12 +193,8 @@ def _warn_if_unfrozen(path: str, contents: Contents, like: StructureTree) -> Non
 
 def _read(f: BinaryIO, contents: Contents, name: str, sharding: Any) -> Any:
     info = contents.leaves[name]
-    if info.impl is None and jax.dtypes.canonicalize_dtype(info.dtype) != np.dtype(info.dtype):
-        fail(
-            contents.path,
-            f"{name} holds {info.dtype}, which JAX keeps only with 64-bit types on; "
-            "enable them with jax.config.update('jax_enable_x64', True)",
-        )
+    if info.impl is None and (problem := x64_problem(name, info.dtype)):
+        fail(contents.path, problem)
     array = read_tensor(f, contents, name)
     value: Any = array
     if info.impl is not None:

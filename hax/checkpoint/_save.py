@@ -1,17 +1,19 @@
 """`save`: write a model's params and buffers (and its aux and config) atomically."""
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import secrets
+import socket
 from typing import Any
 
 import jax
 import numpy as np
-import safetensors
 from jax.experimental import multihost_utils
 
-from .._leaves import LeafAddress
+from .._leaves import pytree_key_problems
 from .._static import ARRAY_TYPES
 from .._tree import named_nodes
 from .._types import GlobalConfig, Module, StructureTree
@@ -20,8 +22,11 @@ from ._format import (
     FORMAT,
     FORMAT_VERSION,
     as_state,
+    check_state_key,
     encode_structure,
     encode_value,
+    parse_header,
+    x64_problem,
 )
 
 
@@ -64,7 +69,14 @@ def save(
     structures: dict[str, Any] = {}
     leaves: list[tuple[str, Any]] = []
     for key, value in state.items():
-        structures[key] = encode_structure(value, LeafAddress.parse_entry(key), leaves)
+        address = check_state_key(key, "save")
+        bad = pytree_key_problems(key, value)
+        if bad:
+            raise ValueError(
+                f"save: {bad[0][0]}: expected {bad[0][2]}, found {bad[0][1]}; leaf names must "
+                "be unique and parse back (hax.validate reports every such name)"
+            )
+        structures[key] = encode_structure(value, address, leaves)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     infos: dict[str, dict[str, Any]] = {}
     for name, leaf in leaves:
@@ -91,8 +103,10 @@ def save(
         "state": json.dumps(structures),
         "leaves": json.dumps(infos),
     }
+    header, size = _header(arrays, metadata)
+    parse_header(header, size, f"save: {os.fspath(path)}")  # never write what load refuses
     if jax.process_index() == 0:
-        _write_atomically(os.fspath(path), arrays, metadata)
+        _write_atomically(os.fspath(path), header, arrays)
     if jax.process_count() > 1:  # nobody reads the file before it is complete
         multihost_utils.sync_global_devices(f"hax.checkpoint.save {os.fspath(path)}")
 
@@ -105,6 +119,8 @@ def _host_array(leaf: Any, name: str) -> tuple[np.ndarray[Any, Any], dict[str, A
             "arrays in dicts (str keys), lists, tuples and None"
         )
     info: dict[str, Any] = {"dtype": str(leaf.dtype)}
+    if isinstance(leaf, np.ndarray | np.generic):
+        info["dtype"] = leaf.dtype.name  # without a byte order (`>f4` is stored as float32)
     if isinstance(leaf, jax.Array):
         if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             info["impl"] = str(jax.random.key_impl(leaf))
@@ -114,11 +130,15 @@ def _host_array(leaf: Any, name: str) -> tuple[np.ndarray[Any, Any], dict[str, A
             # Sharded across processes: every process takes part in the gather.
             leaf = multihost_utils.process_allgather(leaf, tiled=True)
     host = np.asarray(leaf, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
+    if not host.dtype.isnative or host.dtype.byteorder == ">":
+        host = host.astype(host.dtype.newbyteorder("<"))  # the same values, little-endian
     if host.dtype.name not in DTYPE_CODES:
         raise TypeError(
             f"save: {name} has dtype {host.dtype.name}, which safetensors cannot store; "
             f"cast it to one of {sorted(DTYPE_CODES)}"
         )
+    if "impl" not in info and (problem := x64_problem(name, host.dtype.name)):
+        raise TypeError(f"save: {problem} (so load could not read it back)")
     return host, info
 
 
@@ -130,28 +150,51 @@ def _import_path(apply: Any) -> str | None:
     return f"{module}:{qualname}"
 
 
-def _write_atomically(
-    path: str, arrays: dict[str, np.ndarray[Any, Any]], metadata: dict[str, str]
-) -> None:
-    """Serialise to a temporary file next to `path`, fsync it, rename it over `path`."""
-    directory, base = os.path.split(os.path.abspath(path))
-    specs = {
-        name: safetensors.TensorSpec(
-            dtype=a.dtype.name, shape=list(a.shape), data_ptr=a.ctypes.data, data_len=a.nbytes
-        )
-        for name, a in arrays.items()  # `arrays` keeps the buffers alive while writing
-    }
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
+def _header(arrays: dict[str, np.ndarray[Any, Any]], metadata: dict[str, str]) -> tuple[bytes, int]:
+    """The safetensors header for `arrays` (stored back to back in this order) and
+    `metadata`, padded with spaces to a multiple of 8 bytes as safetensors does, and
+    the size of the whole file."""
+    entries: dict[str, Any] = {}
+    offset = 0
+    for name, a in arrays.items():
+        entries[name] = {
+            "dtype": DTYPE_CODES[a.dtype.name],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + a.nbytes],
+        }
+        offset += a.nbytes
+    entries["__metadata__"] = metadata
+    header = json.dumps(entries, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return header, 8 + len(header) + offset
+
+
+# A temporary file is `.{name}.hax-{host}-{pid}-{random}.tmp`, next to the file it will
+# replace: the host and process say whether its writer is gone (then it is removed).
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _write_atomically(path: str, header: bytes, arrays: dict[str, np.ndarray[Any, Any]]) -> None:
+    """Write to a temporary file next to `path`, fsync it, rename it over `path`.
+
+    Through a symlink, the file it names is replaced and the link kept. The file gets
+    the mode `open()` would give a new file (0o666 less the umask). Temporary files
+    that a killed save left for the same file are removed first."""
+    target = os.path.realpath(path)
+    directory, base = os.path.split(target)
+    _remove_stale(directory, base)
+    tmp = os.path.join(directory, f".{base}.hax-{_HOST}-{os.getpid()}-{secrets.token_hex(8)}.tmp")
     # O_EXCL: never clobber another file; mode 0o666 lets the umask apply as for open().
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        safetensors.serialize_file(specs, tmp, metadata=metadata)
-        fd = os.open(tmp, os.O_RDWR)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(len(header).to_bytes(8, "little"))
+            f.write(header)
+            for a in arrays.values():
+                f.write(a.reshape(-1).view(np.uint8).data)  # the bytes as they are, no copy
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -162,3 +205,27 @@ def _write_atomically(
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _remove_stale(directory: str, base: str) -> None:
+    """Remove the temporary files of saves to `base` by processes of this host that are
+    no longer running (killed part way through)."""
+    pattern = re.compile(rf"\.{re.escape(base)}\.hax-{_HOST}-(\d+)-[0-9a-f]{{16}}\.tmp")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            match = pattern.fullmatch(name)
+            if match is None or int(match.group(1)) == os.getpid():
+                continue
+            if not _running(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a pid this OS cannot name): keep it
+    return True
