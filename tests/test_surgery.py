@@ -172,6 +172,148 @@ def test_paths_by_glob_kind_and_predicate():
     assert surgery.get(tree, ("blocks", "0", "attn")) is attn
 
 
+# ---------------------------------------------------------------- the selection object
+
+
+def small_tree():
+    """root -> a -> (b, c), d; each node holds one array so sharing can be checked."""
+
+    def node(name, **children):
+        return {"params": {"w": jnp.full((1,), float(len(name)))}, "submodules": children}
+
+    return hax.fill_tree(node("", a=node("a", b=node("ab"), c=node("ac")), d=node("d")))
+
+
+def child(tree, *names):
+    for name in names:
+        tree = tree["submodules"][name]
+    return tree
+
+
+def tagged(calls):
+    """An edit that records `(path, {child name: its tag})` and tags the node with its path."""
+
+    def fn(node, path):
+        calls.append((path, {k: child(node, k)["aux"].get("tag") for k in node["submodules"]}))
+        return {**node, "aux": {"tag": "/".join(path)}}
+
+    return fn
+
+
+def test_selection_get_reads_the_nodes_in_order():
+    tree = small_tree()
+    sel = surgery.Selection([("d",), ("a", "b"), ()], "by hand")
+    expected = [child(tree, "d"), child(tree, "a", "b"), tree]
+    assert all(x is y for x, y in zip(sel.get(tree), expected, strict=True))
+    assert surgery.Selection([], "nothing").get(tree) == []
+    with pytest.raises(
+        KeyError, match=r"Selection.get: no node at 'a/x': 'a' has submodules \['b', 'c'\]"
+    ):
+        surgery.Selection([("a", "x")], "by hand").get(tree)
+
+
+def test_selection_set_outermost_edits_each_outer_match_once():
+    tree = small_tree()
+    before = snapshot(tree)
+    calls = []
+    sel = surgery.Selection([("a",), ("a", "b"), ("d",)], "by hand")
+    new = sel.set(tree, tagged(calls))  # "outermost" is the default
+    # a/b goes with a: fn sees a, with its original children, then d, in tree order.
+    assert calls == [(("a",), {"b": None, "c": None}), (("d",), {})]
+    assert child(new, "a")["aux"] == {"tag": "a"} and child(new, "d")["aux"] == {"tag": "d"}
+    assert child(new, "a", "b") is child(tree, "a", "b")  # not edited: it went with a
+    assert new["aux"] == {} and list(new["submodules"]) == ["a", "d"]
+    assert_trees_equal(tree, before)  # the input is unchanged
+
+    # Only the root, the whole tree.
+    calls = []
+    assert surgery.Selection([(), ("a",)], "q").set(tree, tagged(calls))["aux"] == {"tag": ""}
+    assert [path for path, _ in calls] == [()]
+
+
+def test_selection_set_deepest_first_edits_children_before_parents():
+    tree = small_tree()
+    before = snapshot(tree)
+    calls = []
+    sel = surgery.Selection([(), ("a",), ("a", "b"), ("a", "c"), ("d",)], "by hand")
+    new = sel.set(tree, tagged(calls), order="deepest_first")
+    # The reverse of tree order; each parent sees its children already edited.
+    assert calls == [
+        (("d",), {}),
+        (("a", "c"), {}),
+        (("a", "b"), {}),
+        (("a",), {"b": "a/b", "c": "a/c"}),
+        ((), {"a": "a", "d": "d"}),
+    ]
+    tags = {"/".join(p): n["aux"].get("tag") for p, n in hax.named_nodes(new)}
+    assert tags == {"": "", "a": "a", "a/b": "a/b", "a/c": "a/c", "d": "d"}
+    assert list(child(new, "a")["submodules"]) == ["b", "c"]  # the children keep their order
+    assert_trees_equal(tree, before)
+
+
+def test_selection_set_copies_only_the_nodes_on_the_paths():
+    tree = small_tree()
+    before = snapshot(tree)
+    new = surgery.Selection([("a", "b")], "q").set(
+        tree, lambda node, path: {**node, "aux": {"x": 1}}
+    )
+    # The root and a are new dicts (with new submodule dicts); c, d and every array are shared.
+    assert new is not tree and child(new, "a") is not child(tree, "a")
+    assert new["submodules"] is not tree["submodules"]
+    assert child(new, "a", "c") is child(tree, "a", "c") and child(new, "d") is child(tree, "d")
+    assert child(new, "a")["params"] is child(tree, "a")["params"]
+    assert child(new, "a", "b")["params"]["w"] is child(tree, "a", "b")["params"]["w"]
+    assert child(new, "a", "b")["aux"] == {"x": 1} and child(tree, "a", "b")["aux"] == {}
+    assert_trees_equal(tree, before)
+    # An empty selection returns the tree itself.
+    assert surgery.Selection([], "q").set(tree, lambda node, path: 1 / 0) is tree
+
+
+def test_selection_set_errors():
+    tree = small_tree()
+    calls = []
+    with pytest.raises(
+        KeyError, match=r"Selection.set: no node at 'e': <root> has submodules \['a', 'd'\]"
+    ):
+        surgery.Selection([("e",)], "q").set(tree, tagged(calls))
+    with pytest.raises(ValueError, match="order must be 'outermost' or 'deepest_first'"):
+        surgery.Selection([("a",)], "q").set(tree, tagged(calls), order="parents_first")
+    assert calls == []
+
+
+def test_selection_outermost_and_parents():
+    sel = surgery.Selection([("a",), ("a", "b"), ("a", "bc"), ("ab",), ("d", "e")], "q")
+    assert list(sel.outermost()) == [("a",), ("ab",), ("d", "e")]
+    assert sel.outermost().query == "q"
+    assert list(sel.parents()) == [(), ("a",), ("a",), (), ("d",)]
+    with pytest.raises(ValueError, match="the root has no parent"):
+        surgery.Selection([("a",), ()], "q").parents()
+
+
+def test_select_gives_a_selection_that_reads_and_edits_a_model():
+    tree, _ = transformer()
+    sel = surgery.select(tree, "blocks/*/attn")
+    assert repr(sel) == "select('blocks/*/attn') -> ['blocks/0/attn', 'blocks/1/attn']"
+    attns = [child(tree, "blocks", i, "attn") for i in ("0", "1")]
+    assert all(x is y for x, y in zip(sel.get(tree), attns, strict=True))
+
+    linears = surgery.select(tree, kind=nn.Linear)
+    zeroed = hax.validate(
+        linears.set(
+            tree,
+            lambda node, path: {**node, "params": jax.tree.map(jnp.zeros_like, node["params"])},
+        )
+    )
+    linear_paths = {"/".join(p) for p in linears}
+    before, after = leaves(tree), leaves(zeroed)
+    assert before.keys() == after.keys()
+    for name, leaf in after.items():
+        if name.rsplit("/", 2)[0] in linear_paths:
+            assert leaf.shape == before[name].shape and not np.any(leaf), name
+        else:
+            assert leaf is before[name], name  # e.g. the LayerNorms' params
+
+
 # ---------------------------------------------------------------- intermediates
 
 

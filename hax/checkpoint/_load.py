@@ -20,7 +20,7 @@ from .._report import (
 from .._tree import named_nodes
 from .._types import GlobalConfig, StructureTree
 from ..surgery._freeze import FROZEN
-from ..surgery._select import outermost
+from ..surgery._selection import Selection
 from ._format import (
     FORMAT_VERSION,
     Contents,
@@ -181,7 +181,7 @@ def _warn_if_unfrozen(path: str, contents: Contents, like: StructureTree) -> Non
         and info.aux.get(FROZEN) is True
     ]
     if thawed:
-        names = ["/".join(p) for p in outermost(thawed)]
+        names = ["/".join(p) for p in Selection(thawed, "thawed").outermost()]
         warnings.warn(
             f"{path}: the checkpoint has frozen nodes {names} that `like` "
             "does not freeze; load keeps `like`'s aux, so they are trainable now. Freeze them "

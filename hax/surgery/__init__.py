@@ -10,6 +10,12 @@ Conventions shared by every function here:
   predicate `(node, path) -> bool`. `paths(tree, selector)` lists the matches (empty
   when none); an edit whose selector matches nothing, or whose path does not exist,
   raises `KeyError` naming it and the paths nearby.
+- **One selection.** Every edit resolves its selector to a `Selection` (the matched
+  paths, in tree order) and rewrites the tree with one `Selection.set(tree, fn,
+  order=...)`: `"outermost"`, where a match inside another goes with it (`replace`,
+  `freeze`), or `"deepest_first"`, where every match is edited, children before
+  parents (`insert_*`, `wrap`; `remove` edits the parents of the outermost matches).
+  `Selection.get(tree)` reads the nodes. Use them for edits of your own.
 - **Functional.** Every edit returns a new tree and never mutates its input;
   unchanged nodes and arrays are shared. Results are validated (`hax.validate`).
 - **Configs.** Edits that add modules (`replace`, `insert_before`, `insert_after`)
@@ -59,10 +65,10 @@ from ._freeze import (
 from ._intermediates import intermediates as intermediates
 from ._select import (
     Predicate as Predicate,
-    Selection as Selection,
     Selector as Selector,
     paths as paths,
     select as select,
 )
+from ._selection import NodeFn as NodeFn, Selection as Selection
 from ._transfer import transfer as transfer
 from ._wrap import WrapFn as WrapFn, Wrapped as Wrapped

@@ -7,12 +7,13 @@ from typing import TypeAlias
 from .._config import merge_configs
 from .._module import as_module
 from .._path import describe_path
-from .._tree import empty_tree, get_subtree, set_subtree, structure_tree_map
+from .._tree import empty_tree, structure_tree_map
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
 from ..nn import sequential_apply
 from ._chain import chain_apply
-from ._select import NodePath, Selector, kind_of, match, outermost
+from ._select import Selector, kind_of, match
+from ._selection import NodePath, Order
 from ._wrap import WrapFn, Wrapped, unwrapped
 
 NewModule: TypeAlias = (
@@ -47,6 +48,37 @@ def _module_for(
     return _copy(pair[0]), pair[1]
 
 
+def _add_modules(
+    tree: StructureTree,
+    selector: Selector,
+    module: NewModule,
+    config: GlobalConfig | None,
+    who: str,
+    label: str,
+    place: Callable[[StructureTree, StructureTree], StructureTree],
+    *,
+    order: Order,
+) -> Module:
+    """An edit that adds modules: each matched node becomes `place(node, new_node)`,
+    and the new modules' configs merge into `config`."""
+    configs, names = [config or {}], ["the config passed in"]
+
+    def add(node: StructureTree, path: NodePath) -> StructureTree:
+        new_node, node_config = _module_for(module, node, path, who)
+        configs.append(node_config)
+        names.append(f"{label} at {describe_path(path)!r}")
+        return place(node, new_node)
+
+    new_tree = match(tree, selector, who).set(tree, add, order=order)
+    merged = merge_configs(*configs, names=names)
+    return validate(new_tree, merged if config is not None else None), merged
+
+
+def _chain(first: StructureTree, second: StructureTree) -> StructureTree:
+    """The node `insert_*` puts at a path: `first` at `path/0`, then `second` at `path/1`."""
+    return {**empty_tree(chain_apply), "submodules": {"0": first, "1": second}}
+
+
 def get(tree: StructureTree, selector: Selector) -> StructureTree:
     """The node at a path (`"a/b"` or `("a", "b")`), or the one node a selector matches.
 
@@ -62,7 +94,7 @@ def get(tree: StructureTree, selector: Selector) -> StructureTree:
             f"({', '.join(names)}{more}); get returns one node: give one path, or list the "
             "matches with hax.surgery.paths(tree, selector)"
         )
-    return get_subtree(tree, found[0])
+    return found.get(tree)[0]
 
 
 def replace(
@@ -88,42 +120,16 @@ def replace(
     **Example:**
     `tree, config = hax.surgery.replace(tree, "fc", hax.nn.Linear(128, 10), config=config)`
     """
-    who = "hax.surgery.replace"
-    configs, names = [config or {}], ["the config passed in"]
-    new_tree = tree
-    for path in outermost(match(tree, selector, who)):
-        node, node_config = _module_for(module, get_subtree(tree, path), path, who)
-        configs.append(node_config)
-        names.append(f"the new module at {describe_path(path)!r}")
-        new_tree = set_subtree(new_tree, path, node)
-    merged = merge_configs(*configs, names=names)
-    return validate(new_tree, merged if config is not None else None), merged
-
-
-def _insert(
-    tree: StructureTree,
-    selector: Selector,
-    module: NewModule,
-    config: GlobalConfig | None,
-    after: bool,
-) -> Module:
-    who = f"hax.surgery.insert_{'after' if after else 'before'}"
-    configs, names = [config or {}], ["the config passed in"]
-    new_tree = tree
-    # Children before parents, so that the paths still to edit stay valid.
-    for path in reversed(match(tree, selector, who)):
-        node = get_subtree(new_tree, path)
-        new_node, node_config = _module_for(module, node, path, who)
-        configs.append(node_config)
-        names.append(f"the module inserted at {describe_path(path)!r}")
-        pair = (node, new_node) if after else (new_node, node)
-        chain: StructureTree = {
-            **empty_tree(chain_apply),
-            "submodules": {"0": pair[0], "1": pair[1]},
-        }
-        new_tree = set_subtree(new_tree, path, chain)
-    merged = merge_configs(*configs, names=names)
-    return validate(new_tree, merged if config is not None else None), merged
+    return _add_modules(
+        tree,
+        selector,
+        module,
+        config,
+        "hax.surgery.replace",
+        "the new module",
+        lambda node, new_node: new_node,
+        order="outermost",
+    )
 
 
 def insert_after(
@@ -144,7 +150,16 @@ def insert_after(
     **Example:**
     `tree, config = hax.surgery.insert_after(tree, "2", hax.nn.Dropout(0.1, rng=0))`
     """
-    return _insert(tree, selector, module, config, after=True)
+    return _add_modules(
+        tree,
+        selector,
+        module,
+        config,
+        "hax.surgery.insert_after",
+        "the module inserted",
+        lambda node, new_node: _chain(node, new_node),
+        order="deepest_first",  # a match inside another is inserted at too
+    )
 
 
 def insert_before(
@@ -159,7 +174,16 @@ def insert_before(
     As `insert_after`, but `path/0` is `module` (it receives every argument) and
     `path/1` the original node, which receives `module`'s output.
     """
-    return _insert(tree, selector, module, config, after=False)
+    return _add_modules(
+        tree,
+        selector,
+        module,
+        config,
+        "hax.surgery.insert_before",
+        "the module inserted",
+        lambda node, new_node: _chain(new_node, node),
+        order="deepest_first",
+    )
 
 
 def remove(tree: StructureTree, selector: Selector) -> StructureTree:
@@ -172,22 +196,32 @@ def remove(tree: StructureTree, selector: Selector) -> StructureTree:
     children by name; there, `replace` the node with `hax.nn.Identity()` instead.
     """
     who = "hax.surgery.remove"
-    new_tree = tree
-    for path in outermost(match(tree, selector, who)):
-        if not path:
-            raise ValueError(f"{who}: cannot remove the root; selector {selector!r} matched it")
-        parent = get_subtree(new_tree, path[:-1])
-        if not any(a in _REMOVABLE for a in unwrapped(parent["apply"])):
-            raise ValueError(
-                f"{who}: cannot remove {describe_path(path)!r}: its parent "
-                f"{describe_path(path[:-1])} is a {kind_of(parent['apply'])}, whose apply may "
-                "call its submodules by name; only children of a Sequential or a Chain can "
-                f"be removed. Replace it with an identity instead: hax.surgery.replace(tree, "
-                f"{'/'.join(path)!r}, hax.nn.Identity())"
-            )
-        children = {k: v for k, v in parent["submodules"].items() if k != path[-1]}
-        new_tree = set_subtree(new_tree, path[:-1], {**parent, "submodules": children})
-    return validate(new_tree)
+    found = match(tree, selector, who).outermost()
+    if () in found:
+        raise ValueError(f"{who}: cannot remove the root; selector {selector!r} matched it")
+    parents = found.parents()
+    for path, parent in zip(found, parents.get(tree), strict=True):
+        _check_removable(path, parent, who)
+    gone = set(found)
+
+    def drop(parent: StructureTree, path: NodePath) -> StructureTree:
+        kept = {k: v for k, v in parent["submodules"].items() if (*path, k) not in gone}
+        return {**parent, "submodules": kept}
+
+    # A parent may lie inside another's subtree: edit the deeper one first.
+    return validate(parents.set(tree, drop, order="deepest_first"))
+
+
+def _check_removable(path: NodePath, parent: StructureTree, who: str) -> None:
+    """Raise unless `parent` runs its children in order (so one can go)."""
+    if not any(a in _REMOVABLE for a in unwrapped(parent["apply"])):
+        raise ValueError(
+            f"{who}: cannot remove {describe_path(path)!r}: its parent "
+            f"{describe_path(path[:-1])} is a {kind_of(parent['apply'])}, whose apply may "
+            "call its submodules by name; only children of a Sequential or a Chain can "
+            f"be removed. Replace it with an identity instead: hax.surgery.replace(tree, "
+            f"{'/'.join(path)!r}, hax.nn.Identity())"
+        )
 
 
 def wrap(tree: StructureTree, selector: Selector, fn: WrapFn) -> StructureTree:
@@ -208,8 +242,9 @@ def wrap(tree: StructureTree, selector: Selector, fn: WrapFn) -> StructureTree:
     tree = hax.surgery.wrap(tree, "blocks/*/attn", halve)
     ```
     """
-    new_tree = tree
-    for path in match(tree, selector, "hax.surgery.wrap"):
-        node = get_subtree(new_tree, path)
-        new_tree = set_subtree(new_tree, path, {**node, "apply": Wrapped(fn, node["apply"])})
-    return validate(new_tree)
+
+    def wrapped(node: StructureTree, path: NodePath) -> StructureTree:
+        return {**node, "apply": Wrapped(fn, node["apply"])}
+
+    found = match(tree, selector, "hax.surgery.wrap")
+    return validate(found.set(tree, wrapped, order="deepest_first"))

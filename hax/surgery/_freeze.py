@@ -5,10 +5,10 @@ from typing import Any
 import jax
 
 from .._leaves import node_entries
-from .._tree import get_subtree, named_nodes, set_subtree, structure_tree_map
+from .._tree import named_nodes, structure_tree_map
 from .._types import StructureTree
 from .._validate import validate
-from ._select import Selector, match, outermost
+from ._select import Selector, match
 
 FROZEN = "frozen"
 """The `aux` key that marks a node's params as frozen (`aux["frozen"] = True`)."""
@@ -19,10 +19,11 @@ def _set_frozen(tree: StructureTree, selector: Selector, frozen: bool, who: str)
         aux = {k: v for k, v in node["aux"].items() if k != FROZEN}
         return {**node, "aux": {**aux, FROZEN: True} if frozen else aux}
 
-    new_tree = tree
-    for path in outermost(match(tree, selector, who)):
-        new_tree = set_subtree(new_tree, path, structure_tree_map(mark, get_subtree(tree, path)))
-    return validate(new_tree)
+    def mark_all(node: StructureTree, path: tuple[str, ...]) -> StructureTree:
+        return structure_tree_map(mark, node)  # type: ignore[no-any-return]  # a tree
+
+    # A match inside another is marked with it: outermost.
+    return validate(match(tree, selector, who).set(tree, mark_all, order="outermost"))
 
 
 def freeze(tree: StructureTree, selector: Selector) -> StructureTree:

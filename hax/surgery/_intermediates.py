@@ -4,7 +4,6 @@ from typing import Any
 
 from .._module import apply_tree
 from .._path import path_str
-from .._tree import get_subtree, set_subtree
 from .._types import ApplyFn, GlobalConfig, StructureTree
 from ._select import Selector, match
 from ._wrap import Wrapped
@@ -62,16 +61,17 @@ def intermediates(
     ```
     """
     targets = match(tree, paths, "hax.surgery.intermediates")
-    recorders: dict[tuple[str, ...], _Recorder] = {}
-    capturing = tree
-    for path in targets:
-        node = get_subtree(capturing, path)
-        recorder = recorders[path] = _Recorder()
-        capturing = set_subtree(
-            capturing, path, {**node, "apply": Wrapped(recorder, node["apply"])}
-        )
+    recorders = {path: _Recorder() for path in targets}
+    originals = {path: node["apply"] for path, node in zip(targets, targets.get(tree), strict=True)}
+
+    def record(node: StructureTree, path: tuple[str, ...]) -> StructureTree:
+        return {**node, "apply": Wrapped(recorders[path], node["apply"])}
+
+    def restore(node: StructureTree, path: tuple[str, ...]) -> StructureTree:
+        return {**node, "apply": originals[path]}
+
+    # Every match records, a node inside another too.
+    capturing = targets.set(tree, record, order="deepest_first")
     new_tree, out = apply_tree(capturing, global_config, *args, **kwargs)
-    for path in targets:
-        original = get_subtree(tree, path)["apply"]
-        new_tree = set_subtree(new_tree, path, {**get_subtree(new_tree, path), "apply": original})
+    new_tree = targets.set(new_tree, restore, order="deepest_first")
     return new_tree, out, {path_str(p): tuple(recorders[p].outputs) for p in targets}

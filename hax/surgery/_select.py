@@ -1,51 +1,18 @@
 """Selectors: naming one node or many, by path, glob, layer kind or predicate."""
 
-import difflib
 import fnmatch
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeAlias, overload
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
-from .._path import as_path, describe_path
+from .._path import as_path
 from .._tree import named_nodes
 from .._types import StructureTree
 from ..schema import spec_of
+from ._selection import NodePath, Selection, missing_path_message, suggestions
 from ._wrap import Wrapped, fn_name, unwrapped
 
-NodePath: TypeAlias = tuple[str, ...]
 Predicate: TypeAlias = Callable[[StructureTree, NodePath], bool]
 """`predicate(node, path) -> bool`: `node` is the full node (with its submodules)."""
-
-
-class Selection(Sequence[NodePath]):
-    """The paths `select` found (a sequence of path tuples, in tree order) and the
-    query that found them, so that an edit matching nothing can say what was asked.
-
-    Pass it wherever a path is accepted: `hax.surgery.replace(tree, sel, ...)`.
-    """
-
-    __slots__ = ("paths", "query")
-
-    def __init__(self, paths: Sequence[NodePath], query: str) -> None:
-        self.paths: tuple[NodePath, ...] = tuple(paths)
-        self.query = query
-
-    @overload
-    def __getitem__(self, index: int) -> NodePath: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[NodePath]: ...
-
-    def __getitem__(self, index: int | slice) -> NodePath | Sequence[NodePath]:
-        return self.paths[index]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __iter__(self) -> Iterator[NodePath]:
-        return iter(self.paths)
-
-    def __repr__(self) -> str:
-        return f"{self.query} -> {[describe_path(p) for p in self.paths]}"
 
 
 Selector: TypeAlias = str | NodePath | Selection | list[str | NodePath] | Predicate
@@ -145,32 +112,8 @@ def _find(
     path = as_path(selector)
     exists = any(p == path for p, _ in nodes)
     if not exists and strict is not None:
-        raise KeyError(_missing_path_message(nodes, path, strict))
+        raise KeyError(missing_path_message(nodes, path, strict))
     return [path] if exists else []
-
-
-def _missing_path_message(
-    nodes: list[tuple[NodePath, StructureTree]], path: NodePath, who: str
-) -> str:
-    by_path = dict(nodes)
-    depth = 0
-    while depth < len(path) and path[: depth + 1] in by_path:
-        depth += 1
-    parent = path[:depth]
-    children = list(by_path[parent]["submodules"])
-    listed = f"submodules {children[:20]}{' ...' if len(children) > 20 else ''}"
-    where = repr("/".join(parent)) if parent else "<root>"
-    text = (
-        f"{who}: no node at {'/'.join(path)!r}: {where} has "
-        f"{listed if children else 'no submodules'}"
-    )
-    return text + _suggestions(nodes, "/".join(path))
-
-
-def _suggestions(nodes: list[tuple[NodePath, StructureTree]], text: str) -> str:
-    close = difflib.get_close_matches(text, ["/".join(p) for p, _ in nodes if p], n=3)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return hint + " (hax.surgery.paths(tree, '**') lists every path)"
 
 
 def _in_tree_order(
@@ -235,15 +178,16 @@ def select(
     return Selection(_in_tree_order(nodes, found), f"select({', '.join(query)})")
 
 
-def match(tree: StructureTree, selector: Selector, who: str) -> list[NodePath]:
-    """The paths `selector` matches, in tree order, for an edit named `who`: a path
-    that does not exist, or a selector that matches nothing, raises `KeyError`."""
+def match(tree: StructureTree, selector: Selector, who: str) -> Selection:
+    """The `Selection` of the nodes `selector` matches, in tree order, for an edit
+    named `who`: a path that does not exist, or a selector that matches nothing,
+    raises `KeyError`."""
     _check_type(selector, who)
     nodes = named_nodes(tree)
     found = _in_tree_order(nodes, _find(nodes, selector, who))
     if not found:
         raise KeyError(_nothing_message(nodes, selector, who))
-    return found
+    return Selection(found, _describe(selector))
 
 
 def _nothing_message(nodes: list[tuple[NodePath, StructureTree]], selector: Any, who: str) -> str:
@@ -252,11 +196,5 @@ def _nothing_message(nodes: list[tuple[NodePath, StructureTree]], selector: Any,
         kinds = sorted({kind_of(node["apply"]) for _, node in nodes})
         return f"{text}; the kinds in this tree are {kinds}"
     if _is_glob(selector):
-        return text + _suggestions(nodes, str(selector))
-    return f"{text} among the tree's {len(nodes)} nodes" + _suggestions(nodes, "")
-
-
-def outermost(found: list[NodePath]) -> list[NodePath]:
-    """`found` without the paths that lie inside another path of `found`."""
-    chosen = set(found)
-    return [p for p in found if not any(p[:i] in chosen for i in range(len(p)))]
+        return text + suggestions(nodes, str(selector))
+    return f"{text} among the tree's {len(nodes)} nodes" + suggestions(nodes, "")
