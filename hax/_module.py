@@ -33,15 +33,14 @@ def as_module(value: Any, *, partial: bool = False) -> Module | None:
     config: Any = {}
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
         value, config = value
-    if not (
-        isinstance(value, dict)
-        and value
-        and value.keys() <= _KIND_SET
-        and (partial or "apply" in value)
-    ):
+    if not isinstance(value, dict):
         return None
-    tree = value if is_structure_tree(value) else fill_tree(value)
-    return tree, config
+    kinds_only = bool(value) and value.keys() <= _KIND_SET
+    if "apply" not in value and not (partial and kinds_only):
+        return None
+    # A node with keys that are not kinds is kept as it is, for `validate` to report.
+    tree = fill_tree(value) if kinds_only and not is_structure_tree(value) else value
+    return cast(StructureTree, tree), config
 
 
 def _state_slots(tree: StructureTree) -> list[tuple[LeafAddress, str]]:
