@@ -72,6 +72,7 @@ from ._pool import (
     avg_pool2d_apply as avg_pool2d_apply,
     max_pool2d_apply as max_pool2d_apply,
 )
+from ._relu6 import ReLU6 as ReLU6, relu6_apply as relu6_apply
 from ._sequential import Sequential as Sequential, sequential_apply as sequential_apply
 from ._transformer import (
     TransformerEncoder as TransformerEncoder,
