@@ -1,6 +1,6 @@
 """Running modules: `apply_tree`, and binding a tree to a pure `(state, *args)` function."""
 
-from typing import Any
+from typing import Any, cast
 
 from ._debug import STATE as DEBUG, checked_apply
 from ._leaves import LeafAddress, node_entries

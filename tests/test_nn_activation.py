@@ -218,3 +218,39 @@ def test_in_sequential_matches_torch():
     _, y = hax.apply_tree(tree, config, jnp.asarray(x))
     with torch.no_grad():
         np.testing.assert_allclose(np.asarray(y), model(torch.from_numpy(x)).numpy(), atol=1e-5)
+
+
+# ---------------------------------------------------------------- ReLU6: one file, hax/nn/_relu6.py
+
+
+def test_relu6_matches_torch_values_and_gradients():
+    tree, config = hax.nn.ReLU6()
+    assert tree["apply"] is hax.nn.relu6_apply and tree["aux"] == {"inplace": False}
+    assert config == {} and hax.validate(tree, config) is tree
+    assert hax.nn.ReLU6(inplace=True)[0]["aux"] == {"inplace": True}
+    x = np.asarray(RNG.normal(size=SHAPES[1]) * 4, np.float32)
+    x.flat[:4] = [0.0, 6.0, 5.999, 6.001]  # the kinks, where the gradient is 0 in torch
+    cot = np.asarray(RNG.normal(size=SHAPES[1]), np.float32)
+    x_t = torch.from_numpy(x).requires_grad_(True)
+    torch.nn.ReLU6()(x_t).backward(torch.from_numpy(cot))
+    y_t = torch.nn.ReLU6()(torch.from_numpy(x))
+    y, vjp = jax.vjp(lambda v: hax.apply_tree(tree, config, v)[1], jnp.asarray(x))
+    (grad,) = vjp(jnp.asarray(cot))
+    np.testing.assert_array_equal(np.asarray(y), y_t.numpy())
+    np.testing.assert_array_equal(np.asarray(grad), x_t.grad.numpy())
+    with hax.debug():
+        np.testing.assert_array_equal(hax.apply_tree(tree, config, jnp.asarray(x))[1], y)
+    state, bound = hax.bind_module(tree, config)
+    np.testing.assert_array_equal(jax.jit(bound)(state, jnp.asarray(x))[1], y)
+
+
+def test_relu6_converts_with_no_other_registration():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU6(inplace=True))
+    tree, config = hax.interop.convert(model)
+    relu6 = tree["submodules"]["1"]
+    assert relu6["apply"] is hax.nn.relu6_apply and relu6["aux"] == {"inplace": True}
+    x = np.asarray(RNG.normal(size=(6, 3)) * 8, np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    assert (expected == 6).any() and (expected == 0).any()
+    np.testing.assert_allclose(hax.apply_tree(tree, config, jnp.asarray(x))[1], expected, atol=1e-5)

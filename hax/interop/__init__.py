@@ -15,16 +15,16 @@
 PyTorch is optional: it is imported only when these functions are called.
 """
 
+from ..nn._layer import ConvertChild as ConvertChild, Converter as Converter
+from ..nn._sequential import named_sequential_apply as named_sequential_apply
 from ._convert import (
     ConversionError as ConversionError,
     convert as convert,
     register_converter as register_converter,
 )
-from ._converters import ConvertChild as ConvertChild, Converter as Converter
 from ._from_torch import (
     Mismatch as Mismatch,
     StateDictMismatchError as StateDictMismatchError,
     from_torch as from_torch,
 )
-from ._sequential import named_sequential_apply as named_sequential_apply
 from ._to_torch import to_torch as to_torch

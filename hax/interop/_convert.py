@@ -11,13 +11,13 @@ from .._config import merge_configs
 from .._module import BoundApply, as_module, bind_module, unbind_module
 from .._path import as_path, describe_path
 from .._rng import as_key, rng_context
+from .._torch_attrs import numpy_dtype
 from .._tree import empty_tree, missing_apply
 from .._types import ApplyFn, Module, StructureTree
 from .._validate import validate
-from ..nn import sequential_apply
-from ._converters import Converter, builtin_converters
-from ._from_torch import from_torch, import_torch, numpy_dtype
-from ._sequential import named_sequential_apply
+from ..nn import registered_layers
+from ..nn._layer import Converter
+from ._from_torch import from_torch, import_torch
 
 _USER_CONVERTERS: dict[type, Converter] = {}
 
@@ -77,6 +77,16 @@ def register_converter(torch_cls: type, converter: Converter) -> None:
     _USER_CONVERTERS[torch_cls] = converter
 
 
+def builtin_converters() -> dict[type, Converter]:
+    """The converter of every torch class that a declared layer names (`hax.nn.layer`)."""
+    return {
+        cls: record.converter
+        for record in registered_layers().values()
+        if record.converter is not None
+        for cls in record.torch_classes()
+    }
+
+
 def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -87,10 +97,9 @@ class _Builder:
     def __init__(self, torch: Any, applies: Mapping[type, ApplyFn]) -> None:
         nn = torch.nn
         self.applies = applies
-        self.converters = {**builtin_converters(torch), **_USER_CONVERTERS}
-        # Containers become nodes of their children; only Sequential has a forward.
+        self.converters = {**builtin_converters(), **_USER_CONVERTERS}
+        # Containers without a forward become nodes of their children.
         self.containers: dict[type, ApplyFn] = {
-            nn.Sequential: sequential_apply,
             nn.ModuleList: missing_apply,
             nn.ModuleDict: missing_apply,
             nn.ParameterList: missing_apply,
@@ -106,18 +115,10 @@ class _Builder:
         if converter is not None:
             return self._run(converter, module, path)
         apply = self.applies.get(cls) or self.containers.get(cls)
-        aux: dict[str, Any] = {}
         if apply is None:
             self.unknown.append((describe_path(path), cls))
             apply = missing_apply  # keep walking: every unknown class is reported at once
-        elif apply is sequential_apply:
-            names = [name for name, _ in module.named_children()]
-            numbered = all(n.isdecimal() and n.isascii() for n in names)
-            if not numbered or names != sorted(names, key=int):
-                # children named from an OrderedDict: their names must stay, to match the
-                # state_dict, so the order goes in aux
-                apply, aux = named_sequential_apply, {"order": tuple(names)}
-        return self._generic(module, path, apply, aux)
+        return self._generic(module, path, apply)
 
     def _run(self, converter: Converter, module: Any, path: tuple[str, ...]) -> Module:
         def convert_child(name: str, child: Any) -> Module:
@@ -141,9 +142,7 @@ class _Builder:
             return empty_tree(), {}
         return pair
 
-    def _generic(
-        self, module: Any, path: tuple[str, ...], apply: ApplyFn, aux: dict[str, Any]
-    ) -> Module:
+    def _generic(self, module: Any, path: tuple[str, ...], apply: ApplyFn) -> Module:
         """Children as submodules, direct tensors as params/buffers (placeholders here;
         `convert` loads the values)."""
         children = {
@@ -164,7 +163,7 @@ class _Builder:
         tree: StructureTree = {
             "params": params,
             "buffers": buffers,
-            "aux": aux,
+            "aux": {},
             "apply": apply,
             "submodules": {name: child for name, (child, _) in children.items()},
         }
@@ -222,7 +221,9 @@ def convert(
     - A layer with a HAX counterpart (every `hax.nn` layer: `Linear`, `Conv2d`,
       `BatchNorm2d`, `MultiheadAttention`, `TransformerEncoder`, ...) is rebuilt by its
       `hax.nn` constructor, called with the arguments read from the torch module's
-      attributes (and its params' dtype). `register_converter` adds classes.
+      attributes (and its params' dtype): the converter its `hax.nn.layer` record
+      declares. A layer of yours declared with `torch=` and `converter=` converts the
+      same way; `register_converter` adds other classes.
     - `nn.Sequential` runs its children in order with `hax.nn.sequential_apply`, or,
       when they have names (built from an `OrderedDict`), with
       `named_sequential_apply`, which keeps the order in `aux["order"]`.

@@ -10,10 +10,10 @@ from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 
 from .._leaves import entry_leaves, node_entries
+from .._torch_attrs import BIT_VIEWS
 from .._tree import named_nodes, structure_tree_map
 from .._types import StructureTree
 
@@ -24,14 +24,6 @@ _FIX = (
     "'a/b/buffers/weight'), or pass strict=False to skip keys missing on either side "
     "(shape and dtype mismatches always raise; hax.surgery transfers weights by shape)."
 )
-
-# Torch dtypes that NumPy lacks (`ml_dtypes` has them, by the same names), copied bit
-# for bit through an integer of the same width.
-BIT_VIEWS = {
-    "bfloat16": ("int16", ml_dtypes.bfloat16),
-    "float8_e4m3fn": ("int8", ml_dtypes.float8_e4m3fn),
-    "float8_e5m2": ("int8", ml_dtypes.float8_e5m2),
-}
 
 
 def import_torch(who: str) -> Any:
@@ -54,17 +46,6 @@ def tensor_to_numpy(torch: Any, value: Any) -> np.ndarray:
         return np.array(value.view(getattr(torch, bits)).numpy(force=True)).view(dtype)
     # force=True: detached, on the CPU, conjugation and negation resolved; may be a view.
     return np.array(value.numpy(force=True))
-
-
-def numpy_dtype(torch_dtype: Any) -> Any:
-    """The JAX dtype holding a torch dtype's values (float64 and int64 become 32-bit
-    unless `jax_enable_x64` is on)."""
-    name = str(torch_dtype).removeprefix("torch.")
-    dtype = BIT_VIEWS[name][1] if name in BIT_VIEWS else name
-    try:
-        return jax.dtypes.canonicalize_dtype(np.dtype(dtype))
-    except TypeError:
-        raise TypeError(f"torch dtype {torch_dtype} has no JAX counterpart") from None
 
 
 @dataclass(frozen=True)

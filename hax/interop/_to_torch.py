@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._torch_attrs import BIT_VIEWS
 from .._types import StructureTree
-from ._from_torch import BIT_VIEWS, import_torch, torch_named_leaves
+from ._from_torch import import_torch, torch_named_leaves
 
 
 def _tensor(torch: Any, value: jax.Array) -> Any:

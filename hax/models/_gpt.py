@@ -21,7 +21,7 @@ from .._module import apply_tree
 from .._organizer import StateOrganizer, organized_init
 from .._rng import as_key, next_rng_key, resolve_rng, rng_context
 from .._types import GlobalConfig, Module, StructureTree
-from ..schema import layer_spec, register_spec
+from ..nn._layer import layer
 from ._resnet import reinit_normal
 
 _STD = 0.02  # nanoGPT's (and GPT-2's) init scale
@@ -109,10 +109,7 @@ def CausalSelfAttention(
     org.register_aux("n_embd", n_embd)
 
 
-register_spec(
-    causal_self_attention_apply,
-    layer_spec("CausalSelfAttention", aux={"n_head": int, "n_embd": int}),
-)
+layer("CausalSelfAttention", causal_self_attention_apply, aux={"n_head": int, "n_embd": int})
 
 
 # ---------------------------------------------------------------- MLP and Block
@@ -150,7 +147,7 @@ def MLP(
         org.dropout = nn.Dropout(dropout)
 
 
-register_spec(mlp_apply, layer_spec("MLP"))
+layer("MLP", mlp_apply)
 
 
 def block_apply(
@@ -183,7 +180,7 @@ def Block(
         org.mlp = MLP(n_embd, dropout, bias)
 
 
-register_spec(block_apply, layer_spec("Block"))
+layer("Block", block_apply)
 
 
 # ---------------------------------------------------------------- GPT
@@ -265,7 +262,7 @@ def GPT(
     return reinit_normal(tree, init_key, _nanogpt_std(n_layer)), config
 
 
-register_spec(gpt_apply, layer_spec("GPT"))
+layer("GPT", gpt_apply)
 
 
 # ---------------------------------------------------------------- sampling

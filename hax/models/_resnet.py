@@ -24,7 +24,7 @@ from .._rng import next_rng_key, resolve_rng, rng_context
 from .._tree import named_nodes, structure_tree_map
 from .._types import GlobalConfig, Module, StructureTree
 from ..nn._init import full, normal_pieces
-from ..schema import layer_spec, register_spec
+from ..nn._layer import layer
 
 
 def reinit_normal(
@@ -133,7 +133,7 @@ def BasicBlock(
         org.downsample = downsample
 
 
-register_spec(basic_block_apply, layer_spec("BasicBlock"))
+layer("BasicBlock", basic_block_apply)
 
 
 # ---------------------------------------------------------------- ResNet
@@ -234,7 +234,7 @@ def ResNet(
     return reinit_normal(tree, init_key, _kaiming_fan_out), config
 
 
-register_spec(resnet_apply, layer_spec("ResNet"))
+layer("ResNet", resnet_apply)
 
 
 def resnet18(num_classes: int = 1000, **kwargs: Any) -> Module:

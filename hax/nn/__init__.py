@@ -3,6 +3,10 @@
 Parameter names, layouts, argument defaults and initialisation follow PyTorch, so a
 PyTorch `state_dict` maps onto `tree["params"]`/`tree["buffers"]` by name.
 `hax.nn.functional` has the pure functions and losses.
+
+Each layer is one `Layer` record, declared with `layer(...)` in its own file: its
+spec, the torch classes it converts from and their converter, and whether it computes
+in float32 under mixed precision. `registered_layers()` lists them by kind.
 """
 
 from . import functional as functional
@@ -46,6 +50,7 @@ from ._conv import (
 )
 from ._dropout import Dropout as Dropout, dropout_apply as dropout_apply
 from ._embedding import Embedding as Embedding, embedding_apply as embedding_apply
+from ._layer import Layer as Layer, layer as layer, registered_layers as registered_layers
 from ._linear import Linear as Linear, linear_apply as linear_apply
 from ._norm import (
     BatchNorm1d as BatchNorm1d,
@@ -67,6 +72,7 @@ from ._pool import (
     avg_pool2d_apply as avg_pool2d_apply,
     max_pool2d_apply as max_pool2d_apply,
 )
+from ._relu6 import ReLU6 as ReLU6, relu6_apply as relu6_apply
 from ._sequential import Sequential as Sequential, sequential_apply as sequential_apply
 from ._transformer import (
     TransformerEncoder as TransformerEncoder,

@@ -8,23 +8,11 @@ from typing import Any
 
 from jaxtyping import Array, Float
 
-from .._types import ApplyFn, GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from . import _functional as F
 from ._functional import _check_approximate, _softmax_dim
-
-
-def _module(apply: ApplyFn, aux: dict[str, Any]) -> Module:
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": aux,
-        "apply": apply,
-        "submodules": {},
-    }
-    return validate(tree), {}
-
+from ._layer import ConvertChild, layer
 
 # ---------------------------------------------------------------- ReLU
 
@@ -39,10 +27,16 @@ def relu_apply(
 def ReLU(inplace: bool = False) -> Module:
     """`max(x, 0)`, as `torch.nn.ReLU`. `inplace` is kept in aux and has no effect
     (JAX arrays are immutable)."""
-    return _module(relu_apply, {"inplace": bool(inplace)})
+    return validate(_RELU.node(inplace=bool(inplace))), {}
 
 
-register_spec(relu_apply, layer_spec("ReLU", aux={"inplace": bool}))
+def _convert_relu(m: Any, convert_child: ConvertChild) -> Module:
+    return ReLU(m.inplace)
+
+
+_RELU = layer(
+    "ReLU", relu_apply, aux={"inplace": bool}, torch="torch.nn.ReLU", converter=_convert_relu
+)
 
 
 # ---------------------------------------------------------------- GELU
@@ -58,10 +52,16 @@ def gelu_apply(
 def GELU(approximate: str = "none") -> Module:
     """GELU, as `torch.nn.GELU`: `approximate="none"` (exact, with erf) or `"tanh"`."""
     _check_approximate(approximate, "GELU")
-    return _module(gelu_apply, {"approximate": approximate})
+    return validate(_GELU.node(approximate=approximate)), {}
 
 
-register_spec(gelu_apply, layer_spec("GELU", aux={"approximate": str}))
+def _convert_gelu(m: Any, convert_child: ConvertChild) -> Module:
+    return GELU(m.approximate)
+
+
+_GELU = layer(
+    "GELU", gelu_apply, aux={"approximate": str}, torch="torch.nn.GELU", converter=_convert_gelu
+)
 
 
 # ---------------------------------------------------------------- SiLU
@@ -76,10 +76,16 @@ def silu_apply(
 
 def SiLU(inplace: bool = False) -> Module:
     """`x * sigmoid(x)`, as `torch.nn.SiLU`; `inplace` is kept in aux and has no effect."""
-    return _module(silu_apply, {"inplace": bool(inplace)})
+    return validate(_SILU.node(inplace=bool(inplace))), {}
 
 
-register_spec(silu_apply, layer_spec("SiLU", aux={"inplace": bool}))
+def _convert_silu(m: Any, convert_child: ConvertChild) -> Module:
+    return SiLU(m.inplace)
+
+
+_SILU = layer(
+    "SiLU", silu_apply, aux={"inplace": bool}, torch="torch.nn.SiLU", converter=_convert_silu
+)
 
 
 # ---------------------------------------------------------------- Tanh, Sigmoid
@@ -94,10 +100,14 @@ def tanh_apply(
 
 def Tanh() -> Module:
     """`tanh(x)`, as `torch.nn.Tanh`."""
-    return _module(tanh_apply, {})
+    return validate(_TANH.node()), {}
 
 
-register_spec(tanh_apply, layer_spec("Tanh"))
+def _convert_tanh(m: Any, convert_child: ConvertChild) -> Module:
+    return Tanh()
+
+
+_TANH = layer("Tanh", tanh_apply, torch="torch.nn.Tanh", converter=_convert_tanh)
 
 
 def sigmoid_apply(
@@ -109,10 +119,14 @@ def sigmoid_apply(
 
 def Sigmoid() -> Module:
     """`1 / (1 + exp(-x))`, as `torch.nn.Sigmoid`."""
-    return _module(sigmoid_apply, {})
+    return validate(_SIGMOID.node()), {}
 
 
-register_spec(sigmoid_apply, layer_spec("Sigmoid"))
+def _convert_sigmoid(m: Any, convert_child: ConvertChild) -> Module:
+    return Sigmoid()
+
+
+_SIGMOID = layer("Sigmoid", sigmoid_apply, torch="torch.nn.Sigmoid", converter=_convert_sigmoid)
 
 
 # ---------------------------------------------------------------- Softmax, LogSoftmax
@@ -131,10 +145,21 @@ def Softmax(dim: int | None = None) -> Module:
     `dim` is required: PyTorch's deprecated implicit choice for `dim=None` (dim 0 for
     0-, 1- and 3-d inputs, else 1) is not reproduced; `None` raises `ValueError`.
     """
-    return _module(softmax_apply, {"dim": _softmax_dim(dim, "Softmax")})
+    return validate(_SOFTMAX.node(dim=_softmax_dim(dim, "Softmax"))), {}
 
 
-register_spec(softmax_apply, layer_spec("Softmax", aux={"dim": int}))
+def _convert_softmax(m: Any, convert_child: ConvertChild) -> Module:
+    return Softmax(m.dim)
+
+
+_SOFTMAX = layer(
+    "Softmax",
+    softmax_apply,
+    aux={"dim": int},
+    torch="torch.nn.Softmax",
+    converter=_convert_softmax,
+    float32=True,
+)
 
 
 def log_softmax_apply(
@@ -147,7 +172,18 @@ def log_softmax_apply(
 def LogSoftmax(dim: int | None = None) -> Module:
     """`log(softmax(x))` over axis `dim`, as `torch.nn.LogSoftmax`; `dim` is required
     (see `Softmax`)."""
-    return _module(log_softmax_apply, {"dim": _softmax_dim(dim, "LogSoftmax")})
+    return validate(_LOG_SOFTMAX.node(dim=_softmax_dim(dim, "LogSoftmax"))), {}
 
 
-register_spec(log_softmax_apply, layer_spec("LogSoftmax", aux={"dim": int}))
+def _convert_log_softmax(m: Any, convert_child: ConvertChild) -> Module:
+    return LogSoftmax(m.dim)
+
+
+_LOG_SOFTMAX = layer(
+    "LogSoftmax",
+    log_softmax_apply,
+    aux={"dim": int},
+    torch="torch.nn.LogSoftmax",
+    converter=_convert_log_softmax,
+    float32=True,
+)

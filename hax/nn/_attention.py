@@ -17,12 +17,13 @@ from typing_extensions import TypedDict
 
 from .._module import apply_tree
 from .._rng import resolve_rng
+from .._torch_attrs import dtype_of, has
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from . import _init
 from ._dropout import read_train_mode
 from ._functional import attention_and_weights, float_mask, linear
+from ._layer import ConvertChild, layer
 from ._linear import Linear
 
 _WHO = "MultiheadAttention"
@@ -366,23 +367,20 @@ def MultiheadAttention(
     if add_bias_kv:
         params["bias_k"] = _xavier_normal(bk_key, (1, 1, embed_dim), dtype)
         params["bias_v"] = _xavier_normal(bv_key, (1, 1, embed_dim), dtype)
-    tree: StructureTree = {
-        "params": params,
-        "buffers": {"rng": dropout_key},
-        "aux": {
-            "embed_dim": embed_dim,
-            "num_heads": num_heads,
-            "dropout": float(dropout),
-            "bias": bias,
-            "add_bias_kv": add_bias_kv,
-            "add_zero_attn": add_zero_attn,
-            "kdim": kdim,
-            "vdim": vdim,
-            "batch_first": batch_first,
-        },
-        "apply": multihead_attention_apply,
-        "submodules": {"out_proj": out_proj},
-    }
+    tree = _MULTIHEAD_ATTENTION.node(
+        params,
+        {"rng": dropout_key},
+        {"out_proj": out_proj},
+        embed_dim=embed_dim,
+        num_heads=num_heads,
+        dropout=float(dropout),
+        bias=bias,
+        add_bias_kv=add_bias_kv,
+        add_zero_attn=add_zero_attn,
+        kdim=kdim,
+        vdim=vdim,
+        batch_first=batch_first,
+    )
     config = {"train_mode": True}
     return validate(tree, config), config
 
@@ -404,23 +402,38 @@ class MultiheadAttentionBuffers(TypedDict):
     rng: Key[Array, ""]
 
 
-register_spec(
+def _convert(m: Any, convert_child: ConvertChild) -> Module:
+    return MultiheadAttention(
+        m.embed_dim,
+        m.num_heads,
+        m.dropout,
+        bias=has(m.in_proj_bias),
+        add_bias_kv=has(m.bias_k),
+        add_zero_attn=m.add_zero_attn,
+        kdim=m.kdim,
+        vdim=m.vdim,
+        batch_first=m.batch_first,
+        dtype=dtype_of(m),
+    )
+
+
+_MULTIHEAD_ATTENTION = layer(
+    _WHO,
     multihead_attention_apply,
-    layer_spec(
-        _WHO,
-        params=MultiheadAttentionParams,
-        buffers=MultiheadAttentionBuffers,
-        aux={
-            "embed_dim": int,
-            "num_heads": int,
-            "dropout": float,
-            "bias": bool,
-            "add_bias_kv": bool,
-            "add_zero_attn": bool,
-            "kdim": int,
-            "vdim": int,
-            "batch_first": bool,
-        },
-        config={"train_mode": bool},
-    ),
+    params=MultiheadAttentionParams,
+    buffers=MultiheadAttentionBuffers,
+    aux={
+        "embed_dim": int,
+        "num_heads": int,
+        "dropout": float,
+        "bias": bool,
+        "add_bias_kv": bool,
+        "add_zero_attn": bool,
+        "kdim": int,
+        "vdim": int,
+        "batch_first": bool,
+    },
+    config={"train_mode": bool},
+    torch="torch.nn.MultiheadAttention",
+    converter=_convert,
 )

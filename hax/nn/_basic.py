@@ -9,10 +9,11 @@ from jaxtyping import Array, Float
 from typing_extensions import TypedDict
 
 from .._rng import resolve_rng
+from .._torch_attrs import dtype_of, has
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from . import _functional as F, _init
+from ._layer import ConvertChild, layer
 
 # ---------------------------------------------------------------- Identity
 
@@ -30,17 +31,16 @@ def Identity(*args: Any, **kwargs: Any) -> Module:
     Like PyTorch's, it accepts and ignores any arguments (so it can stand in for a
     layer with the same constructor call); nothing is stored in `aux`.
     """
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": {},
-        "apply": identity_apply,
-        "submodules": {},
-    }
-    return validate(tree), {}
+    return validate(_IDENTITY.node()), {}
 
 
-register_spec(identity_apply, layer_spec("Identity"))
+def _convert_identity(m: Any, convert_child: ConvertChild) -> Module:
+    return Identity()
+
+
+_IDENTITY = layer(
+    "Identity", identity_apply, torch="torch.nn.Identity", converter=_convert_identity
+)
 
 
 # ---------------------------------------------------------------- Flatten
@@ -76,17 +76,20 @@ def Flatten(start_dim: int = 1, end_dim: int = -1) -> Module:
 
     The defaults keep the batch axis: `(N, C, H, W) -> (N, C*H*W)`.
     """
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": {"start_dim": int(start_dim), "end_dim": int(end_dim)},
-        "apply": flatten_apply,
-        "submodules": {},
-    }
-    return validate(tree), {}
+    return validate(_FLATTEN.node(start_dim=int(start_dim), end_dim=int(end_dim))), {}
 
 
-register_spec(flatten_apply, layer_spec("Flatten", aux={"start_dim": int, "end_dim": int}))
+def _convert_flatten(m: Any, convert_child: ConvertChild) -> Module:
+    return Flatten(m.start_dim, m.end_dim)
+
+
+_FLATTEN = layer(
+    "Flatten",
+    flatten_apply,
+    aux={"start_dim": int, "end_dim": int},
+    torch="torch.nn.Flatten",
+    converter=_convert_flatten,
+)
 
 
 # ---------------------------------------------------------------- Bilinear
@@ -137,26 +140,25 @@ def Bilinear(
     params = {"weight": _init.uniform(wkey, shape, dtype, -bound, bound)}
     if bias:
         params["bias"] = _init.uniform(bkey, (out_features,), dtype, -bound, bound)
-    tree: StructureTree = {
-        "params": params,
-        "buffers": {},
-        "aux": {
-            "in1_features": in1_features,
-            "in2_features": in2_features,
-            "out_features": out_features,
-            "bias": bias,
-        },
-        "apply": bilinear_apply,
-        "submodules": {},
-    }
+    tree = _BILINEAR.node(
+        params,
+        in1_features=in1_features,
+        in2_features=in2_features,
+        out_features=out_features,
+        bias=bias,
+    )
     return validate(tree), {}
 
 
-register_spec(
+def _convert_bilinear(m: Any, convert_child: ConvertChild) -> Module:
+    return Bilinear(m.in1_features, m.in2_features, m.out_features, has(m.bias), dtype=dtype_of(m))
+
+
+_BILINEAR = layer(
+    "Bilinear",
     bilinear_apply,
-    layer_spec(
-        "Bilinear",
-        params=BilinearParams,
-        aux={"in1_features": int, "in2_features": int, "out_features": int, "bias": bool},
-    ),
+    params=BilinearParams,
+    aux={"in1_features": int, "in2_features": int, "out_features": int, "bias": bool},
+    torch="torch.nn.Bilinear",
+    converter=_convert_bilinear,
 )

@@ -8,7 +8,7 @@ PyTorch `state_dict` loads without reshaping. One private implementation on
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NotRequired
 
 import jax
@@ -16,10 +16,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._rng import resolve_rng
+from .._torch_attrs import dtype_of, has
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from . import _init
+from ._layer import ConvertChild, Converter, Layer, layer
 
 _PADDING_MODES = {
     "zeros": "constant",
@@ -184,7 +185,7 @@ def _check_channels(in_channels: int, out_channels: int, groups: int, who: str) 
 
 def _make_conv(
     n: int,
-    apply: Any,
+    record: Layer,
     in_channels: int,
     out_channels: int,
     kernel_size: int | Sequence[int],
@@ -222,23 +223,18 @@ def _make_conv(
             f"{who}: padding_mode must be one of {sorted(_PADDING_MODES)}, found {padding_mode!r}"
         )
     weight_shape = (out_channels, in_channels // groups, *kernel)
-    tree: StructureTree = {
-        "params": _init_params(rng, who, weight_shape, out_channels, bias, dtype),
-        "buffers": {},
-        "aux": {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "kernel_size": kernel,
-            "stride": strides,
-            "padding": pad,
-            "dilation": dilations,
-            "groups": groups,
-            "bias": bias,
-            "padding_mode": padding_mode,
-        },
-        "apply": apply,
-        "submodules": {},
-    }
+    tree = record.node(
+        _init_params(rng, who, weight_shape, out_channels, bias, dtype),
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel,
+        stride=strides,
+        padding=pad,
+        dilation=dilations,
+        groups=groups,
+        bias=bias,
+        padding_mode=padding_mode,
+    )
     return validate(tree), {}
 
 
@@ -262,7 +258,7 @@ def Conv1d(
     initialisation as for `Conv2d`, with ints or 1-tuples.
     """
     return _make_conv(
-        1, conv1d_apply, in_channels, out_channels, kernel_size, stride, padding,
+        1, _CONV1D, in_channels, out_channels, kernel_size, stride, padding,
         dilation, groups, bias, padding_mode, rng, dtype,
     )  # fmt: skip
 
@@ -298,7 +294,7 @@ def Conv2d(
     - `dtype`: the params' dtype.
     """
     return _make_conv(
-        2, conv2d_apply, in_channels, out_channels, kernel_size, stride, padding,
+        2, _CONV2D, in_channels, out_channels, kernel_size, stride, padding,
         dilation, groups, bias, padding_mode, rng, dtype,
     )  # fmt: skip
 
@@ -323,9 +319,26 @@ def Conv3d(
     kW)`) and initialisation as for `Conv2d`, with ints or 3-tuples.
     """
     return _make_conv(
-        3, conv3d_apply, in_channels, out_channels, kernel_size, stride, padding,
+        3, _CONV3D, in_channels, out_channels, kernel_size, stride, padding,
         dilation, groups, bias, padding_mode, rng, dtype,
     )  # fmt: skip
+
+
+def _conv_converter(constructor: Callable[..., Module]) -> Converter:
+    def convert(m: Any, convert_child: ConvertChild) -> Module:
+        return constructor(
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+            m.groups, has(m.bias), m.padding_mode, dtype=dtype_of(m),
+        )  # fmt: skip
+
+    return convert
+
+
+def _conv_params(n: int) -> dict[str, Any]:
+    return {
+        "weight": Float[Array, f"out_channels in_channels//groups {_KERNEL_DIMS[n]}"],
+        "bias": NotRequired[Float[Array, " out_channels"]],
+    }
 
 
 _CONV_AUX = {
@@ -333,25 +346,36 @@ _CONV_AUX = {
     "out_channels": int,
     "kernel_size": tuple,
     "stride": tuple,
+    "padding": tuple | str,  # "same", "valid" or one int per axis
     "dilation": tuple,
     "groups": int,
     "bias": bool,
     "padding_mode": str,
-}  # `padding` is a tuple or a str, so its type is checked by the constructor only
-
-for _n, _apply in ((1, conv1d_apply), (2, conv2d_apply), (3, conv3d_apply)):
-    register_spec(
-        _apply,
-        layer_spec(
-            f"Conv{_n}d",
-            params={
-                "weight": Float[Array, f"out_channels in_channels//groups {_KERNEL_DIMS[_n]}"],
-                "bias": NotRequired[Float[Array, " out_channels"]],
-            },
-            aux=_CONV_AUX,
-        ),
-    )
-del _n, _apply
+}
+_CONV1D = layer(
+    "Conv1d",
+    conv1d_apply,
+    params=_conv_params(1),
+    aux=_CONV_AUX,
+    torch="torch.nn.Conv1d",
+    converter=_conv_converter(Conv1d),
+)
+_CONV2D = layer(
+    "Conv2d",
+    conv2d_apply,
+    params=_conv_params(2),
+    aux=_CONV_AUX,
+    torch="torch.nn.Conv2d",
+    converter=_conv_converter(Conv2d),
+)
+_CONV3D = layer(
+    "Conv3d",
+    conv3d_apply,
+    params=_conv_params(3),
+    aux=_CONV_AUX,
+    torch="torch.nn.Conv3d",
+    converter=_conv_converter(Conv3d),
+)
 
 
 # ---------------------------------------------------------------- transposed
@@ -494,35 +518,37 @@ def ConvTranspose2d(
     if padding_mode != "zeros":
         raise ValueError(f'{who}: only "zeros" padding mode is supported, found {padding_mode!r}')
     weight_shape = (in_channels, out_channels // groups, *kernel)
-    tree: StructureTree = {
-        "params": _init_params(rng, who, weight_shape, out_channels, bias, dtype),
-        "buffers": {},
-        "aux": {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "kernel_size": kernel,
-            "stride": strides,
-            "padding": pads,
-            "output_padding": out_pad,
-            "groups": groups,
-            "bias": bias,
-            "dilation": dilations,
-            "padding_mode": padding_mode,
-        },
-        "apply": conv_transpose2d_apply,
-        "submodules": {},
-    }
+    tree = _CONV_TRANSPOSE2D.node(
+        _init_params(rng, who, weight_shape, out_channels, bias, dtype),
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel,
+        stride=strides,
+        padding=pads,
+        output_padding=out_pad,
+        groups=groups,
+        bias=bias,
+        dilation=dilations,
+        padding_mode=padding_mode,
+    )
     return validate(tree), {}
 
 
-register_spec(
+def _convert_conv_transpose2d(m: Any, convert_child: ConvertChild) -> Module:
+    return ConvTranspose2d(
+        m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding,
+        m.groups, has(m.bias), m.dilation, m.padding_mode, dtype=dtype_of(m),
+    )  # fmt: skip
+
+
+_CONV_TRANSPOSE2D = layer(
+    "ConvTranspose2d",
     conv_transpose2d_apply,
-    layer_spec(
-        "ConvTranspose2d",
-        params={
-            "weight": Float[Array, "in_channels out_channels//groups kernel_h kernel_w"],
-            "bias": NotRequired[Float[Array, " out_channels"]],
-        },
-        aux={**_CONV_AUX, "padding": tuple, "output_padding": tuple},
-    ),
+    params={
+        "weight": Float[Array, "in_channels out_channels//groups kernel_h kernel_w"],
+        "bias": NotRequired[Float[Array, " out_channels"]],
+    },
+    aux={**_CONV_AUX, "padding": tuple, "output_padding": tuple},
+    torch="torch.nn.ConvTranspose2d",
+    converter=_convert_conv_transpose2d,
 )

@@ -1,5 +1,7 @@
 """`Dropout`: zero inputs with probability `p` in training, scale the rest by `1/(1-p)`."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Key
@@ -8,7 +10,7 @@ from typing_extensions import TypedDict
 from .._rng import resolve_rng
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
+from ._layer import ConvertChild, layer
 
 
 def read_train_mode(global_config: GlobalConfig, who: str) -> bool:
@@ -52,13 +54,7 @@ def Dropout(p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | Non
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"Dropout: p must be in [0, 1], found {p}")
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {"rng": resolve_rng(rng, "Dropout")},
-        "aux": {"p": float(p)},
-        "apply": dropout_apply,
-        "submodules": {},
-    }
+    tree = _DROPOUT.node({}, {"rng": resolve_rng(rng, "Dropout")}, p=float(p))
     config = {"train_mode": True}
     return validate(tree, config), config
 
@@ -67,7 +63,16 @@ class DropoutBuffers(TypedDict):
     rng: Key[Array, ""]
 
 
-register_spec(
+def _convert(m: Any, convert_child: ConvertChild) -> Module:
+    return Dropout(m.p)
+
+
+_DROPOUT = layer(
+    "Dropout",
     dropout_apply,
-    layer_spec("Dropout", buffers=DropoutBuffers, aux={"p": float}, config={"train_mode": bool}),
+    buffers=DropoutBuffers,
+    aux={"p": float},
+    config={"train_mode": bool},
+    torch="torch.nn.Dropout",
+    converter=_convert,
 )

@@ -8,10 +8,11 @@ from jaxtyping import Array, Float, Integer
 from typing_extensions import TypedDict
 
 from .._rng import resolve_rng
+from .._torch_attrs import dtype_of
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from . import _init
+from ._layer import ConvertChild, layer
 
 
 class EmbeddingParams(TypedDict):
@@ -112,37 +113,39 @@ def Embedding(
     weight = _init.normal(resolve_rng(rng, "Embedding"), (num_embeddings, embedding_dim), dtype)
     if padding_idx is not None:
         weight = weight.at[padding_idx].set(0)
-    tree: StructureTree = {
-        "params": {"weight": weight},
-        "buffers": {},
-        "aux": {
-            "num_embeddings": num_embeddings,
-            "embedding_dim": embedding_dim,
-            "padding_idx": padding_idx,
-            "max_norm": max_norm,
-            "norm_type": float(norm_type),
-            "scale_grad_by_freq": bool(scale_grad_by_freq),
-            "sparse": bool(sparse),
-        },
-        "apply": embedding_apply,
-        "submodules": {},
-    }
+    tree = _EMBEDDING.node(
+        {"weight": weight},
+        num_embeddings=num_embeddings,
+        embedding_dim=embedding_dim,
+        padding_idx=padding_idx,
+        max_norm=max_norm,
+        norm_type=float(norm_type),
+        scale_grad_by_freq=bool(scale_grad_by_freq),
+        sparse=bool(sparse),
+    )
     return validate(tree), {}
 
 
-register_spec(
+def _convert(m: Any, convert_child: ConvertChild) -> Module:
+    return Embedding(
+        m.num_embeddings, m.embedding_dim, m.padding_idx, m.max_norm, m.norm_type,
+        m.scale_grad_by_freq, m.sparse, dtype=dtype_of(m),
+    )  # fmt: skip
+
+
+_EMBEDDING = layer(
+    "Embedding",
     embedding_apply,
-    layer_spec(
-        "Embedding",
-        params=EmbeddingParams,
-        aux={
-            "num_embeddings": int,
-            "embedding_dim": int,
-            "padding_idx": int | None,
-            "max_norm": float | None,
-            "norm_type": float,
-            "scale_grad_by_freq": bool,
-            "sparse": bool,
-        },
-    ),
+    params=EmbeddingParams,
+    aux={
+        "num_embeddings": int,
+        "embedding_dim": int,
+        "padding_idx": int | None,
+        "max_norm": float | None,
+        "norm_type": float,
+        "scale_grad_by_freq": bool,
+        "sparse": bool,
+    },
+    torch="torch.nn.Embedding",
+    converter=_convert,
 )

@@ -9,10 +9,11 @@ from jaxtyping import Array, Float
 from typing_extensions import TypedDict
 
 from .._rng import resolve_rng
+from .._torch_attrs import dtype_of, has
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from . import _init
+from ._layer import ConvertChild, layer
 
 
 class LinearParams(TypedDict):
@@ -61,21 +62,20 @@ def Linear(
     params = {"weight": _init.uniform(wkey, (out_features, in_features), dtype, -bound, bound)}
     if bias:
         params["bias"] = _init.uniform(bkey, (out_features,), dtype, -bound, bound)
-    tree: StructureTree = {
-        "params": params,
-        "buffers": {},
-        "aux": {"in_features": in_features, "out_features": out_features, "bias": bias},
-        "apply": linear_apply,
-        "submodules": {},
-    }
+    tree = _LINEAR.node(params, in_features=in_features, out_features=out_features, bias=bias)
     return validate(tree), {}
 
 
-register_spec(
+def _convert(m: Any, convert_child: ConvertChild) -> Module:
+    return Linear(m.in_features, m.out_features, has(m.bias), dtype=dtype_of(m))
+
+
+_LINEAR = layer(
+    "Linear",
     linear_apply,
-    layer_spec(
-        "Linear",
-        params=LinearParams,
-        aux={"in_features": int, "out_features": int, "bias": bool},
-    ),
+    params=LinearParams,
+    aux={"in_features": int, "out_features": int, "bias": bool},
+    # MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear: a Linear's forward
+    torch=("torch.nn.Linear", "torch.nn.modules.linear.NonDynamicallyQuantizableLinear"),
+    converter=_convert,
 )

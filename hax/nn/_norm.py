@@ -15,6 +15,7 @@ them once, or with the default `out_axes=0` take one copy,
 """
 
 import math
+from collections.abc import Callable
 from typing import Any, NotRequired
 
 import jax
@@ -22,11 +23,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 from typing_extensions import TypedDict
 
+from .._torch_attrs import dtype_of, has
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from . import _init
 from ._dropout import read_train_mode
+from ._layer import ConvertChild, Converter, Layer, layer
 
 # ---------------------------------------------------------------- BatchNorm
 
@@ -158,7 +160,7 @@ def batch_norm2d_apply(
 
 
 def _make_batch_norm(
-    apply: Any,
+    record: Layer,
     num_features: int,
     eps: float,
     momentum: float | None,
@@ -181,21 +183,17 @@ def _make_batch_norm(
             # PyTorch's int64; JAX's default int (int32 unless jax_enable_x64 is on).
             "num_batches_tracked": jnp.zeros((), int),
         }
-    tree: StructureTree = {
-        "params": params,
-        "buffers": buffers,
-        "aux": {
-            "num_features": num_features,
-            "eps": float(eps),
-            "momentum": None if momentum is None else float(momentum),
-            "affine": affine,
-            "track_running_stats": track_running_stats,
-            "bias": bias,
-            "axis_name": axis_name,
-        },
-        "apply": apply,
-        "submodules": {},
-    }
+    tree = record.node(
+        params,
+        buffers,
+        num_features=num_features,
+        eps=float(eps),
+        momentum=None if momentum is None else float(momentum),
+        affine=affine,
+        track_running_stats=track_running_stats,
+        bias=bias,
+        axis_name=axis_name,
+    )
     config = {"train_mode": True}
     return validate(tree, config), config
 
@@ -234,7 +232,7 @@ def BatchNorm1d(
     - `dtype`: the params' and running statistics' dtype.
     """
     return _make_batch_norm(
-        batch_norm1d_apply,
+        _BATCH_NORM1D,
         num_features,
         eps,
         momentum,
@@ -263,7 +261,7 @@ def BatchNorm2d(
     behaviour, running-statistics updates, params, buffers, `axis_name`).
     """
     return _make_batch_norm(
-        batch_norm2d_apply,
+        _BATCH_NORM2D,
         num_features,
         eps,
         momentum,
@@ -275,32 +273,46 @@ def BatchNorm2d(
     )
 
 
+def _batch_norm_converter(constructor: Callable[..., Module]) -> Converter:
+    def convert(m: Any, convert_child: ConvertChild) -> Module:
+        return constructor(
+            m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
+            bias=not m.affine or has(m.bias), dtype=dtype_of(m),
+        )  # fmt: skip
+
+    return convert
+
+
 _BATCH_NORM_AUX = {
     "num_features": int,
     "eps": float,
+    "momentum": float | None,
     "affine": bool,
     "track_running_stats": bool,
     "bias": bool,
+    "axis_name": str | None,
 }
-register_spec(
+_BATCH_NORM1D = layer(
+    "BatchNorm1d",
     batch_norm1d_apply,
-    layer_spec(
-        "BatchNorm1d",
-        params=BatchNormParams,
-        buffers=BatchNormBuffers,
-        aux=_BATCH_NORM_AUX,
-        config={"train_mode": bool},
-    ),
+    params=BatchNormParams,
+    buffers=BatchNormBuffers,
+    aux=_BATCH_NORM_AUX,
+    config={"train_mode": bool},
+    torch="torch.nn.BatchNorm1d",
+    converter=_batch_norm_converter(BatchNorm1d),
+    float32=True,
 )
-register_spec(
+_BATCH_NORM2D = layer(
+    "BatchNorm2d",
     batch_norm2d_apply,
-    layer_spec(
-        "BatchNorm2d",
-        params=BatchNormParams,
-        buffers=BatchNormBuffers,
-        aux=_BATCH_NORM_AUX,
-        config={"train_mode": bool},
-    ),
+    params=BatchNormParams,
+    buffers=BatchNormBuffers,
+    aux=_BATCH_NORM_AUX,
+    config={"train_mode": bool},
+    torch="torch.nn.BatchNorm2d",
+    converter=_batch_norm_converter(BatchNorm2d),
+    float32=True,
 )
 
 # ---------------------------------------------------------------- LayerNorm / RMSNorm
@@ -383,28 +395,34 @@ def LayerNorm(
         params["weight"] = _init.full(shape, 1.0, dtype)
         if bias:
             params["bias"] = _init.full(shape, 0.0, dtype)
-    tree: StructureTree = {
-        "params": params,
-        "buffers": {},
-        "aux": {
-            "normalized_shape": shape,
-            "eps": float(eps),
-            "elementwise_affine": elementwise_affine,
-            "bias": bias,
-        },
-        "apply": layer_norm_apply,
-        "submodules": {},
-    }
+    tree = _LAYER_NORM.node(
+        params,
+        normalized_shape=shape,
+        eps=float(eps),
+        elementwise_affine=elementwise_affine,
+        bias=bias,
+    )
     return validate(tree), {}
 
 
-register_spec(
+def _convert_layer_norm(m: Any, convert_child: ConvertChild) -> Module:
+    return LayerNorm(
+        m.normalized_shape,
+        m.eps,
+        m.elementwise_affine,
+        bias=not m.elementwise_affine or has(m.bias),
+        dtype=dtype_of(m),
+    )
+
+
+_LAYER_NORM = layer(
+    "LayerNorm",
     layer_norm_apply,
-    layer_spec(
-        "LayerNorm",
-        params=LayerNormParams,
-        aux={"normalized_shape": tuple, "eps": float, "elementwise_affine": bool, "bias": bool},
-    ),
+    params=LayerNormParams,
+    aux={"normalized_shape": tuple, "eps": float, "elementwise_affine": bool, "bias": bool},
+    torch="torch.nn.LayerNorm",
+    converter=_convert_layer_norm,
+    float32=True,
 )
 
 
@@ -446,27 +464,27 @@ def RMSNorm(
     """
     shape = _as_shape(normalized_shape, "RMSNorm")
     params = {"weight": _init.full(shape, 1.0, dtype)} if elementwise_affine else {}
-    tree: StructureTree = {
-        "params": params,
-        "buffers": {},
-        "aux": {
-            "normalized_shape": shape,
-            "eps": None if eps is None else float(eps),
-            "elementwise_affine": elementwise_affine,
-        },
-        "apply": rms_norm_apply,
-        "submodules": {},
-    }
+    tree = _RMS_NORM.node(
+        params,
+        normalized_shape=shape,
+        eps=None if eps is None else float(eps),
+        elementwise_affine=elementwise_affine,
+    )
     return validate(tree), {}
 
 
-register_spec(
+def _convert_rms_norm(m: Any, convert_child: ConvertChild) -> Module:
+    return RMSNorm(m.normalized_shape, m.eps, m.elementwise_affine, dtype=dtype_of(m))
+
+
+_RMS_NORM = layer(
+    "RMSNorm",
     rms_norm_apply,
-    layer_spec(
-        "RMSNorm",
-        params=RMSNormParams,
-        aux={"normalized_shape": tuple, "elementwise_affine": bool},
-    ),
+    params=RMSNormParams,
+    aux={"normalized_shape": tuple, "eps": float | None, "elementwise_affine": bool},
+    torch="torch.nn.RMSNorm",
+    converter=_convert_rms_norm,
+    float32=True,
 )
 
 # ---------------------------------------------------------------- GroupNorm
@@ -536,27 +554,34 @@ def GroupNorm(
         params["weight"] = _init.full((num_channels,), 1.0, dtype)
         if bias:
             params["bias"] = _init.full((num_channels,), 0.0, dtype)
-    tree: StructureTree = {
-        "params": params,
-        "buffers": {},
-        "aux": {
-            "num_groups": num_groups,
-            "num_channels": num_channels,
-            "eps": float(eps),
-            "affine": affine,
-            "bias": bias,
-        },
-        "apply": group_norm_apply,
-        "submodules": {},
-    }
+    tree = _GROUP_NORM.node(
+        params,
+        num_groups=num_groups,
+        num_channels=num_channels,
+        eps=float(eps),
+        affine=affine,
+        bias=bias,
+    )
     return validate(tree), {}
 
 
-register_spec(
+def _convert_group_norm(m: Any, convert_child: ConvertChild) -> Module:
+    return GroupNorm(
+        m.num_groups,
+        m.num_channels,
+        m.eps,
+        m.affine,
+        bias=not m.affine or has(m.bias),
+        dtype=dtype_of(m),
+    )
+
+
+_GROUP_NORM = layer(
+    "GroupNorm",
     group_norm_apply,
-    layer_spec(
-        "GroupNorm",
-        params=GroupNormParams,
-        aux={"num_groups": int, "num_channels": int, "eps": float, "affine": bool, "bias": bool},
-    ),
+    params=GroupNormParams,
+    aux={"num_groups": int, "num_channels": int, "eps": float, "affine": bool, "bias": bool},
+    torch="torch.nn.GroupNorm",
+    converter=_convert_group_norm,
+    float32=True,
 )

@@ -11,8 +11,8 @@ from jaxtyping import Array, Float, Int, Real
 
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from ._conv import as_tuple
+from ._layer import ConvertChild, layer
 
 _N = 2  # spatial rank of the layers here
 
@@ -244,15 +244,11 @@ def MaxPool2d(
     the flat index of each max in its `H * W` plane (int32 unless x64 is enabled,
     where PyTorch gives int64; ties give the first index, NaNs win like PyTorch's).
     """
-    aux: dict[str, Any] = _pool_args(kernel_size, stride, padding, dilation, "MaxPool2d")
-    aux.update(return_indices=bool(return_indices), ceil_mode=bool(ceil_mode))
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": aux,
-        "apply": max_pool2d_apply,
-        "submodules": {},
-    }
+    tree = _MAX_POOL2D.node(
+        **_pool_args(kernel_size, stride, padding, dilation, "MaxPool2d"),
+        return_indices=bool(return_indices),
+        ceil_mode=bool(ceil_mode),
+    )
     return validate(tree), {}
 
 
@@ -270,8 +266,8 @@ def AvgPool2d(
     counting the zero padding (`count_include_pad=True`, but not the extra cells a
     `ceil_mode` window hangs past the padding) or counting the input cells only.
     """
-    aux: dict[str, Any] = _pool_args(kernel_size, stride, padding, 1, "AvgPool2d")
-    del aux["dilation"]
+    window = _pool_args(kernel_size, stride, padding, 1, "AvgPool2d")
+    del window["dilation"]
     if divisor_override is not None and (
         not isinstance(divisor_override, int) or divisor_override <= 0
     ):
@@ -279,18 +275,12 @@ def AvgPool2d(
             "AvgPool2d: divisor_override must be a positive int or None, "
             f"found {divisor_override!r}"
         )
-    aux.update(
+    tree = _AVG_POOL2D.node(
+        **window,
         ceil_mode=bool(ceil_mode),
         count_include_pad=bool(count_include_pad),
         divisor_override=divisor_override,
     )
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": aux,
-        "apply": avg_pool2d_apply,
-        "submodules": {},
-    }
     return validate(tree), {}
 
 
@@ -313,25 +303,47 @@ def AdaptiveAvgPool2d(output_size: int | Sequence[int | None] | None) -> Module:
             f"AdaptiveAvgPool2d: output_size must be a positive int, None, or a tuple of {_N} "
             f"of them, found {output_size!r}"
         )
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": {"output_size": sizes},
-        "apply": adaptive_avg_pool2d_apply,
-        "submodules": {},
-    }
-    return validate(tree), {}
+    return validate(_ADAPTIVE_AVG_POOL2D.node(output_size=sizes)), {}
 
 
-_WINDOW_AUX = {"kernel_size": tuple, "stride": tuple, "padding": tuple, "ceil_mode": bool}
-register_spec(
+def _convert_max_pool2d(m: Any, convert_child: ConvertChild) -> Module:
+    return MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode)
+
+
+def _convert_avg_pool2d(m: Any, convert_child: ConvertChild) -> Module:
+    return AvgPool2d(
+        m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
+    )
+
+
+def _convert_adaptive_avg_pool2d(m: Any, convert_child: ConvertChild) -> Module:
+    return AdaptiveAvgPool2d(m.output_size)
+
+
+_WINDOW_AUX = {"kernel_size": tuple, "stride": tuple, "padding": tuple}
+_MAX_POOL2D = layer(
+    "MaxPool2d",
     max_pool2d_apply,
-    layer_spec("MaxPool2d", aux={**_WINDOW_AUX, "dilation": tuple, "return_indices": bool}),
+    aux={**_WINDOW_AUX, "dilation": tuple, "return_indices": bool, "ceil_mode": bool},
+    torch="torch.nn.MaxPool2d",
+    converter=_convert_max_pool2d,
 )
-register_spec(
+_AVG_POOL2D = layer(
+    "AvgPool2d",
     avg_pool2d_apply,
-    layer_spec("AvgPool2d", aux={**_WINDOW_AUX, "count_include_pad": bool}),
-)  # divisor_override is an int or None: checked by the constructor
-register_spec(
-    adaptive_avg_pool2d_apply, layer_spec("AdaptiveAvgPool2d", aux={"output_size": tuple})
+    aux={
+        **_WINDOW_AUX,
+        "ceil_mode": bool,
+        "count_include_pad": bool,
+        "divisor_override": int | None,
+    },
+    torch="torch.nn.AvgPool2d",
+    converter=_convert_avg_pool2d,
+)
+_ADAPTIVE_AVG_POOL2D = layer(
+    "AdaptiveAvgPool2d",
+    adaptive_avg_pool2d_apply,
+    aux={"output_size": tuple},
+    torch="torch.nn.AdaptiveAvgPool2d",
+    converter=_convert_adaptive_avg_pool2d,
 )

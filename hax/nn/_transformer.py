@@ -13,15 +13,16 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float
 
 from .._config import merge_configs
-from .._module import apply_tree, as_module
+from .._module import apply_tree, as_module, bind_module
 from .._rng import resolve_rng
+from .._torch_attrs import dtype_of, has
 from .._tree import numbered_children, structure_tree_map
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ..schema import layer_spec, register_spec
 from ._attention import Mask, MultiheadAttention
 from ._dropout import Dropout
 from ._functional import gelu, relu
+from ._layer import ConvertChild, layer
 from ._linear import Linear
 from ._norm import LayerNorm
 
@@ -148,20 +149,57 @@ def TransformerEncoderLayer(
         "dropout1": Dropout(dropout, rng=keys[4]),
         "dropout2": Dropout(dropout, rng=keys[5]),
     }  # fmt: skip
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": {"activation": activation, "norm_first": norm_first},
-        "apply": transformer_encoder_layer_apply,
-        "submodules": {name: module[0] for name, module in modules.items()},
-    }
+    tree = _TRANSFORMER_ENCODER_LAYER.node(
+        {},
+        {},
+        {name: module[0] for name, module in modules.items()},
+        activation=activation,
+        norm_first=norm_first,
+    )
     config = merge_configs(*(module[1] for module in modules.values()))
     return validate(tree, config), config
 
 
-register_spec(
+def _activation_name(m: Any) -> str:
+    """`"relu"` or `"gelu"`: the activations HAX's `TransformerEncoderLayer` takes."""
+    import torch  # loaded already: `m` is a torch module
+
+    activation = m.activation
+    if activation is torch.nn.functional.relu or isinstance(activation, torch.nn.ReLU):
+        return "relu"
+    if activation is torch.nn.functional.gelu or (
+        isinstance(activation, torch.nn.GELU) and activation.approximate == "none"
+    ):
+        return "gelu"
+    raise ValueError(
+        f"activation {activation!r} is not supported: HAX's TransformerEncoderLayer takes "
+        "'relu' or 'gelu' (exact); build the torch layer with one of those, or convert the "
+        "layer with `applies={TransformerEncoderLayer: my_apply}`"
+    )
+
+
+def _convert_encoder_layer(m: Any, convert_child: ConvertChild) -> Module:
+    attention = m.self_attn
+    return TransformerEncoderLayer(
+        attention.embed_dim,
+        attention.num_heads,
+        m.linear1.out_features,
+        m.dropout.p,
+        _activation_name(m),
+        m.norm1.eps,
+        attention.batch_first,
+        m.norm_first,
+        has(m.linear1.bias),
+        dtype=dtype_of(m),
+    )
+
+
+_TRANSFORMER_ENCODER_LAYER = layer(
+    "TransformerEncoderLayer",
     transformer_encoder_layer_apply,
-    layer_spec("TransformerEncoderLayer", aux={"activation": str, "norm_first": bool}),
+    aux={"activation": str, "norm_first": bool},
+    torch="torch.nn.TransformerEncoderLayer",
+    converter=_convert_encoder_layer,
 )
 
 # ---------------------------------------------------------------- TransformerEncoder
@@ -264,8 +302,8 @@ def TransformerEncoder(
 
     The config is the merge of the layer's and the norm's.
     """
-    layer = as_module(encoder_layer)
-    if layer is None:
+    encoder = as_module(encoder_layer)
+    if encoder is None:
         raise TypeError(
             f"TransformerEncoder: encoder_layer is a {type(encoder_layer).__name__}; expected "
             "a module `(tree, config)` such as hax.nn.TransformerEncoderLayer(512, 8)"
@@ -274,15 +312,11 @@ def TransformerEncoder(
         raise ValueError(
             f"TransformerEncoder: num_layers must be a non-negative int, found {num_layers!r}"
         )
-    layer_tree, config = layer
+    layer_tree, config = encoder
     configs = [config]
-    layers: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": {},
-        "apply": module_list_apply,
-        "submodules": {str(i): _copy_layer(layer_tree, i) for i in range(num_layers)},
-    }
+    layers = _MODULE_LIST.node(
+        {}, {}, {str(i): _copy_layer(layer_tree, i) for i in range(num_layers)}
+    )
     submodules = {"layers": layers}
     if norm is not None:
         norm_module = as_module(norm)
@@ -293,16 +327,31 @@ def TransformerEncoder(
             )
         submodules["norm"] = norm_module[0]
         configs.append(norm_module[1])
-    tree: StructureTree = {
-        "params": {},
-        "buffers": {},
-        "aux": {},
-        "apply": transformer_encoder_apply,
-        "submodules": submodules,
-    }
     merged = merge_configs(*configs)
-    return validate(tree, merged), merged
+    return validate(_TRANSFORMER_ENCODER.node({}, {}, submodules), merged), merged
 
 
-register_spec(module_list_apply, layer_spec("ModuleList"))
-register_spec(transformer_encoder_apply, layer_spec("TransformerEncoder"))
+def _convert_encoder(m: Any, convert_child: ConvertChild) -> Module:
+    """HAX's `TransformerEncoder` copies one layer `num_layers` times, like PyTorch's; the
+    torch layers must therefore agree in everything but their weights."""
+    layers = [convert_child(f"layers/{i}", child) for i, child in enumerate(m.layers)]
+    first = bind_module(*layers[0])[1]
+    for i, child in enumerate(layers[1:], start=1):
+        if bind_module(*child)[1] != first:
+            raise ValueError(
+                f"layers/{i} differs from layers/0 in its configuration (not only its "
+                "weights), but HAX's TransformerEncoder repeats one layer; convert this "
+                "model with `applies={TransformerEncoder: my_apply}` to keep its layers as "
+                "they are"
+            )
+    norm = None if m.norm is None else convert_child("norm", m.norm)
+    return TransformerEncoder(layers[0], m.num_layers, norm=norm)
+
+
+_MODULE_LIST = layer("ModuleList", module_list_apply)
+_TRANSFORMER_ENCODER = layer(
+    "TransformerEncoder",
+    transformer_encoder_apply,
+    torch="torch.nn.TransformerEncoder",
+    converter=_convert_encoder,
+)

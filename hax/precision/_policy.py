@@ -9,15 +9,7 @@ import jax.numpy as jnp
 
 from .._tree import structure_tree_map
 from .._types import ApplyFn, GlobalConfig, StructureTree
-from ..nn import (
-    batch_norm1d_apply,
-    batch_norm2d_apply,
-    group_norm_apply,
-    layer_norm_apply,
-    log_softmax_apply,
-    rms_norm_apply,
-    softmax_apply,
-)
+from ..nn import registered_layers
 from ..schema import LayerSpec, spec_of
 from ..surgery._wrap import unwrapped
 
@@ -25,19 +17,14 @@ AUX_KEY = "compute_dtype"
 """A node whose `aux` has this key (a dtype name such as `"float32"`) computes in
 that dtype whatever the policy says."""
 
-FLOAT32_APPLIES: frozenset[Any] = frozenset(
-    {
-        batch_norm1d_apply,
-        batch_norm2d_apply,
-        group_norm_apply,
-        layer_norm_apply,
-        rms_norm_apply,
-        softmax_apply,
-        log_softmax_apply,
-    }
-)
-"""Layers kept in float32 by default: normalisations and softmaxes, whose reductions
-lose too much in 16-bit floats."""
+
+def _float32_applies() -> frozenset[Any]:
+    return frozenset(r.apply for r in registered_layers().values() if r.float32)
+
+
+FLOAT32_APPLIES: frozenset[Any] = _float32_applies()
+"""The `hax.nn` layers kept in float32 (declared with `float32=True`): normalisations
+and softmaxes, whose reductions lose too much in 16-bit floats."""
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -169,15 +156,16 @@ def mixed_precision(
     tree: StructureTree,
     policy: Policy,
     *,
-    float32_applies: Iterable[Any] = FLOAT32_APPLIES,
+    float32_applies: Iterable[Any] | None = None,
 ) -> StructureTree:
     """The same model, run under `policy`.
 
     Floating params are cast to `policy.param_dtype` now (stored); at every call they
     are cast to `policy.compute_dtype`, floating inputs too, and floating outputs to
     `policy.output_dtype`. Buffers are never cast (BatchNorm statistics accumulate in
-    their own dtype). Nodes whose apply is in `float32_applies` (normalisations and
-    softmaxes by default) compute in float32, and any node with
+    their own dtype). Nodes whose apply is in `float32_applies` compute in float32 (by
+    default the layers declared with `hax.nn.layer(..., float32=True)`: `hax.nn`'s
+    normalisations and softmaxes, `FLOAT32_APPLIES`, and yours), and any node with
     `aux["compute_dtype"] = "float32"` (or another dtype name) computes in that dtype:
     its floating inputs are cast to it and its outputs back. A node wrapped by
     `hax.surgery.wrap` (or captured by `hax.surgery.intermediates`) keeps its dtype.
@@ -195,5 +183,7 @@ def mixed_precision(
     stored = structure_tree_map(
         lambda n, path: {**n, "params": cast_floating(n["params"], policy.param_dtype)}, tree
     )
+    if float32_applies is None:
+        float32_applies = _float32_applies()
     wrapped = PolicyApply(inner, policy, frozenset(float32_applies))
     return {**stored, "apply": wrapped}  # type: ignore[typeddict-item]  # structure_tree_map returns Any

@@ -3,7 +3,8 @@
 - Structural rules of a node and of a global config: pydantic schemas
   (`NodeSchema`, `NODE_ADAPTER`, `CONFIG_ADAPTER`).
 - Shape rules: a layer declares its params and buffers with jaxtyping annotations
-  in a `LayerSpec` (`layer_spec(...)`) attached to its apply (`register_spec`).
+  in a `LayerSpec` (`layer_spec(...)`) attached to its apply (`register_spec`, or
+  `hax.nn.layer`, which declares the rest of the layer with it).
 """
 
 from ._errors import Problem as Problem, ValidationError as ValidationError

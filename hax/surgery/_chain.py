@@ -5,7 +5,7 @@ from typing import Any
 from .._module import apply_tree
 from .._tree import numbered_children
 from .._types import GlobalConfig, StructureTree
-from ..schema import layer_spec, register_spec
+from ..nn._layer import layer
 
 
 def chain_apply(
@@ -26,4 +26,4 @@ def chain_apply(
     return {**tree, "submodules": children}, out
 
 
-register_spec(chain_apply, layer_spec("Chain"))
+layer("Chain", chain_apply)
