@@ -146,15 +146,20 @@ def state_leaves(state: Mapping[str, Any], who: str) -> list[tuple[LeafAddress, 
     seen: set[str] = set()
     for key, value in state.items():
         for address, leaf in entry_leaves(LeafAddress.parse_entry(key), value):
-            name = str(address)
-            if name in seen:
-                raise ValueError(
-                    f"{who} has two leaves named {name!r} (a param or dict key containing "
-                    "'/'); rename one so that leaf names are unique"
-                )
-            seen.add(name)
+            claim(str(address), seen, who)
             out.append((address, leaf))
     return out
+
+
+def claim(name: str, seen: set[str], who: str) -> None:
+    """Add a leaf (or entry) name to `seen`; a name already there raises `ValueError`:
+    two leaves with one name could not be told apart in a state or a file."""
+    if name in seen:
+        raise ValueError(
+            f"{who}: two leaves are named {name!r} (a param or dict key containing '/', or "
+            "an int and a str key with the same digits); rename one so that names are unique"
+        )
+    seen.add(name)
 
 
 def name_problems(node: Mapping[str, Any]) -> list[tuple[str, str, str]]:

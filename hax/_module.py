@@ -3,7 +3,7 @@
 from typing import Any, cast
 
 from ._debug import STATE as DEBUG, checked_apply
-from ._leaves import LeafAddress, node_entries
+from ._leaves import LeafAddress, claim, node_entries
 from ._static import static_key
 from ._tree import fill_tree, is_structure_tree, named_nodes, structure_tree_map
 from ._types import KINDS, GlobalConfig, Module, StructureTree
@@ -49,14 +49,8 @@ def _state_slots(tree: StructureTree) -> list[tuple[LeafAddress, str]]:
     seen: set[str] = set()
     for path, node in named_nodes(tree):
         for address, _ in node_entries(path, node):
-            key = address.entry
-            if key in seen:
-                raise ValueError(
-                    f"bind_module: two entries share the state key {key!r}; rename the "
-                    "param or buffer (names must not contain '/')"
-                )
-            seen.add(key)
-            slots.append((address, key))
+            claim(address.entry, seen, "bind_module")
+            slots.append((address, address.entry))
     return slots
 
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from .._leaves import pytree_key_problems
+from .._leaves import claim, pytree_key_problems
 from .._static import ARRAY_TYPES
 from .._tree import named_nodes
 from .._types import GlobalConfig, Module, StructureTree
@@ -79,12 +79,9 @@ def save(
         structures[key] = encode_structure(value, address, leaves)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     infos: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     for name, leaf in leaves:
-        if name in arrays:
-            raise ValueError(
-                f"save: two leaves are named {name!r} (a param or dict key containing '/'); "
-                "rename one so that leaf names are unique"
-            )
+        claim(name, seen, "save")
         arrays[name], infos[name] = _host_array(leaf, name)
     nodes = None
     if tree is not None:
