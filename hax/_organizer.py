@@ -1,7 +1,7 @@
 """`StateOrganizer`: build and run structure trees the way PyTorch modules are written."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import jax
@@ -26,25 +26,77 @@ _UNKNOWN_KIND = (
 
 
 class _ChildCall:
-    """`org.child`: calling it runs the child and stores its new state in the parent."""
+    """`org.child`: calling it runs the child and stores its new state in the organizer.
 
-    __slots__ = ("_name", "_org")
+    It also reaches the child's own children, as a torch `ModuleList`/`ModuleDict` is
+    used: `org.blocks[0](x)`, `for block in org.blocks: x = block(x)`,
+    `org.heads["cls"](h)`, `len(org.blocks)`. Each call threads that node's new state
+    back into the tree, whatever its depth."""
 
-    def __init__(self, org: "StateOrganizer", name: str) -> None:
+    __slots__ = ("_org", "_path")
+
+    def __init__(self, org: "StateOrganizer", path: tuple[str, ...]) -> None:
         self._org = org
-        self._name = name
+        self._path = path
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         org = self._org
-        children = org._org_submodules
-        new_child, out = apply_tree(children[self._name], org.global_config, *args, **kwargs)
-        children[self._name] = new_child
+        new_child, out = apply_tree(self.tree, org.global_config, *args, **kwargs)
+        org._replace(self._path, new_child)
         return out
 
     @property
     def tree(self) -> StructureTree:
         """The child's current tree."""
-        return self._org._org_submodules[self._name]
+        node = self._org._org_submodules[self._path[0]]
+        for name in self._path[1:]:
+            node = node["submodules"][name]
+        return node
+
+    def _names(self) -> list[str]:
+        """The children in the order a torch container would give them: `aux["order"]`
+        when the node keeps one, numeric order for numbered children, else dict order."""
+        tree = self.tree
+        order = tree["aux"].get("order")
+        if isinstance(order, tuple):
+            return list(order)
+        names = list(tree["submodules"])
+        if names and all(n.isdecimal() and n.isascii() for n in names):
+            return sorted(names, key=int)
+        return names
+
+    def __getitem__(self, key: int | str) -> "_ChildCall":
+        names = self._names()
+        if isinstance(key, int) and not isinstance(key, bool):
+            try:
+                name = names[key]
+            except IndexError:
+                raise IndexError(
+                    f"{'/'.join(self._path)} has {len(names)} children; index {key} is out of range"
+                ) from None
+        elif isinstance(key, str) and key in self.tree["submodules"]:
+            name = key
+        else:
+            raise KeyError(f"{'/'.join(self._path)} has no child {key!r}; it has {names}")
+        return _ChildCall(self._org, (*self._path, name))
+
+    def __iter__(self) -> Iterator["_ChildCall"]:
+        return (_ChildCall(self._org, (*self._path, name)) for name in self._names())
+
+    def __len__(self) -> int:
+        return len(self.tree["submodules"])
+
+    def keys(self) -> list[str]:
+        """The children's names, in order (as `ModuleDict.keys`)."""
+        return self._names()
+
+    def values(self) -> list["_ChildCall"]:
+        """The children, in order (as `ModuleDict.values`)."""
+        return list(self)
+
+    def items(self) -> list[tuple[str, "_ChildCall"]]:
+        """`(name, child)` in order (as `ModuleDict.items`)."""
+        return [(name, self[name]) for name in self._names()]
 
 
 class StateOrganizer:
@@ -151,12 +203,21 @@ class StateOrganizer:
         if name.startswith("_org_"):
             raise AttributeError(name)
         if name in self._org_submodules:
-            return _ChildCall(self, name)
+            return _ChildCall(self, (name,))
         for table in (self._org_params, self._org_buffers, self._org_aux):
             if name in table:
                 return table[name]
         known = sorted(n for _, table in self._tables() for n in table)
         raise AttributeError(f"StateOrganizer has no {name!r}; registered names: {known}")
+
+    def _replace(self, path: tuple[str, ...], new: StructureTree) -> None:
+        """Put `new` at `path` below this node, copying only the nodes along the way."""
+        for depth in range(len(path) - 1, 0, -1):
+            parent = self._org_submodules[path[0]]
+            for name in path[1:depth]:
+                parent = parent["submodules"][name]
+            new = {**parent, "submodules": {**parent["submodules"], path[depth]: new}}
+        self._org_submodules[path[0]] = new
 
     def register_param(self, name: str, value: Any) -> None:
         """Register a trainable param: an array or a pytree of arrays."""

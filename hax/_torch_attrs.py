@@ -46,3 +46,9 @@ def has(tensor: Any) -> bool:
     """Whether an optional tensor attribute (`module.bias`) is there: torch sets it to
     `None` when the module was built without it."""
     return tensor is not None
+
+
+NON_PERSISTENT = "non_persistent"
+"""The `aux` key listing a converted node's buffers that torch keeps out of its
+`state_dict` (`register_buffer(..., persistent=False)`): `to_torch` leaves them out and
+`from_torch` does not require them."""

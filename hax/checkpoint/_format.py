@@ -283,6 +283,12 @@ def _parse_json(text: str | bytes, path: str, what: str) -> Any:
 
 def read_contents(f: BinaryIO, path: str) -> Contents:
     """Read and validate the header and metadata of an open checkpoint."""
+    raw, size = _read_header(f, path)
+    return parse_header(raw, size, path)
+
+
+def _read_header(f: BinaryIO, path: str) -> tuple[bytes, int]:
+    """The raw JSON header of an open safetensors file, and the file's size."""
     size = os.fstat(f.fileno()).st_size
     if size < 8:
         fail(
@@ -296,7 +302,7 @@ def read_contents(f: BinaryIO, path: str) -> Contents:
     raw = f.read(n)
     if len(raw) != n:
         fail(path, f"the header is cut short; {_NOT_SAFETENSORS}")
-    return parse_header(raw, size, path)
+    return raw, size
 
 
 _NOT_SAFETENSORS = "it is truncated or not a safetensors file"
@@ -307,13 +313,7 @@ def parse_header(raw: bytes, size: int, path: str) -> Contents:
 
     `save` runs this on the header it is about to write, so that it never writes a
     file this refuses."""
-    if not raw.startswith(b"{"):
-        fail(path, f"the header does not start with a JSON object; {_NOT_SAFETENSORS}")
-    header = _parse_json(raw, path, "the safetensors header")
-    if type(header) is not dict:
-        fail(path, f"the safetensors header is not a JSON object; {_NOT_SAFETENSORS}")
-    metadata = header.pop("__metadata__", None)
-    tensors = _tensors(header, 8 + len(raw), size, path)
+    metadata, tensors = _tensor_table(raw, size, path)
     if type(metadata) is not dict or metadata.get("format") != FORMAT:
         fail(
             path,
@@ -321,6 +321,51 @@ def parse_header(raw: bytes, size: int, path: str) -> Contents:
             f"format {FORMAT!r}); read it with safetensors.safe_open",
         )
     return _contents(metadata, tensors, path)
+
+
+def _tensor_table(raw: bytes, size: int, path: str) -> tuple[Any, dict[str, Tensor]]:
+    """`(__metadata__ or None, tensors)` of any safetensors header, validated."""
+    if not raw.startswith(b"{"):
+        fail(path, f"the header does not start with a JSON object; {_NOT_SAFETENSORS}")
+    header = _parse_json(raw, path, "the safetensors header")
+    if type(header) is not dict:
+        fail(path, f"the safetensors header is not a JSON object; {_NOT_SAFETENSORS}")
+    metadata = header.pop("__metadata__", None)
+    return metadata, _tensors(header, 8 + len(raw), size, path)
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray[Any, Any]]:
+    """Every tensor of a safetensors file by name, as NumPy arrays (bfloat16 too): e.g.
+    the `model.safetensors` that Hugging Face's `save_pretrained` writes. A directory
+    is read through its `model.safetensors`, or through the shards its
+    `model.safetensors.index.json` names. Malformed files raise
+    `CheckpointFormatError`; nothing in them is executed."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        index = os.path.join(path, "model.safetensors.index.json")
+        if not os.path.exists(index):
+            return read_safetensors(os.path.join(path, "model.safetensors"))
+        with open(index, "rb") as f:
+            weight_map = _parse_json(f.read(), index, "the index").get("weight_map")
+        if type(weight_map) is not dict:
+            fail(index, "the index has no weight_map object")
+        out: dict[str, np.ndarray[Any, Any]] = {}
+        for shard in dict.fromkeys(weight_map.values()):
+            if type(shard) is not str or os.path.basename(shard) != shard:
+                fail(index, f"shard {_short(shard)} is not a file name in {path}")
+            out.update(read_safetensors(os.path.join(path, shard)))
+        return out
+    with open(path, "rb") as f:
+        raw, size = _read_header(f, path)
+        _, tensors = _tensor_table(raw, size, path)
+        arrays = {}
+        for name, t in tensors.items():
+            f.seek(t.begin)
+            data = f.read(t.end - t.begin)
+            if len(data) != t.end - t.begin:
+                fail(path, f"tensor {name!r}: the file ended early")
+            arrays[name] = np.frombuffer(data, t.dtype).reshape(t.shape).copy()
+        return arrays
 
 
 def _tensors(header: dict[str, Any], start: int, size: int, path: str) -> dict[str, Tensor]:

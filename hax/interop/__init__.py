@@ -8,7 +8,8 @@
 - `convert(torch_module, applies=...)` builds the module `(tree, config)` of a torch
   model: each `torch.nn` layer with a `hax.nn` counterpart is rebuilt with the same
   arguments, your own classes get the apply you give in `applies`, and the weights
-  are loaded with `from_torch`. `register_converter` teaches it more classes.
+  are loaded with `from_torch`. `register_converter` and `register_apply` teach it
+  more classes, by class or by dotted class path.
 - `to_torch(tree)` is the way back: the torch `state_dict` of a HAX tree, for
   `torch_module.load_state_dict(...)`.
 
@@ -17,14 +18,11 @@ PyTorch is optional: it is imported only when these functions are called.
 
 from ..nn._layer import ConvertChild as ConvertChild, Converter as Converter
 from ..nn._sequential import named_sequential_apply as named_sequential_apply
-from ._convert import (
-    ConversionError as ConversionError,
-    convert as convert,
-    register_converter as register_converter,
-)
+from ._convert import ConversionError as ConversionError, convert as convert
 from ._from_torch import (
     Mismatch as Mismatch,
     StateDictMismatchError as StateDictMismatchError,
     from_torch as from_torch,
 )
+from ._library import register_apply as register_apply, register_converter as register_converter
 from ._to_torch import to_torch as to_torch

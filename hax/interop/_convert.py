@@ -1,5 +1,6 @@
 """`convert`: the HAX module `(tree, config)` of a PyTorch model, weights included."""
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -8,35 +9,38 @@ import jax
 import jax.numpy as jnp
 
 from .._config import merge_configs
+from .._leaves import LeafAddress
 from .._module import BoundApply, as_module, bind_module, unbind_module
 from .._path import as_path, describe_path
-from .._rng import as_key, rng_context
-from .._torch_attrs import numpy_dtype
+from .._rng import as_key, next_rng_key, rng_context
+from .._torch_attrs import NON_PERSISTENT, numpy_dtype
 from .._tree import empty_tree, missing_apply
 from .._types import ApplyFn, Module, StructureTree
 from .._validate import validate
 from ..nn import registered_layers
 from ..nn._layer import Converter
+from ..surgery._tie import TIED, tie
 from ._from_torch import from_torch, import_torch
-
-_USER_CONVERTERS: dict[type, Converter] = {}
+from ._library import Entry, builtin_entries, class_path, find
 
 _UNKNOWN_FIX = (
-    "Pass an apply for each class, e.g. convert(model, applies={{{example}}}), where "
-    "`my_apply(tree, config, *args) -> (tree, out)` runs a node whose submodules are the "
-    "module's children by name (converted) and whose params/buffers are its own direct "
-    "tensors (see hax.organized_apply); or register a converter that builds the HAX "
-    "module from the torch one: hax.interop.register_converter(cls, fn)."
+    "Give each an apply, convert(model, applies={{{example}}}), where "
+    "`apply(tree, config, *args) -> (tree, out)` runs a node whose submodules are the "
+    "module's children by name, whose params/buffers are its own tensors and whose aux "
+    "holds its plain attributes (see hax.organized_apply); or register one for every "
+    "model: hax.interop.register_apply(cls, apply) / register_converter(cls, fn)."
 )
+
+# A HAX key wins over a torch attribute of the same name.
+_RESERVED_AUX = frozenset({"frozen", "compute_dtype", "order", "non_persistent", TIED})
 
 
 class ConversionError(ValueError):
     """`convert` could not convert a torch model; the message lists every problem.
 
     `unknown` lists `(path, torch class)` for every module with no converter and no
-    apply in `applies`; `failed` lists `(path, message)` for every module whose
-    converter raised (e.g. an argument HAX does not support). All are found in one
-    pass over the model.
+    apply; `failed` lists `(path, message)` for every module whose converter raised
+    (e.g. an argument HAX does not support). All are found in one pass over the model.
     """
 
     def __init__(
@@ -45,36 +49,6 @@ class ConversionError(ValueError):
         self.unknown = list(unknown)
         self.failed = list(failed)
         super().__init__(message)
-
-
-def register_converter(torch_cls: type, converter: Converter) -> None:
-    """Make `convert` turn modules of class `torch_cls` into HAX modules with `converter`.
-
-    `converter(torch_module, convert_child) -> (tree, config)` reads the module's
-    constructor arguments from its attributes and calls a HAX constructor; `convert`
-    then loads the weights with `from_torch`, so the tree's leaf names and shapes must
-    follow the module's `state_dict`. Call `convert_child(name, child)` to convert a
-    child (e.g. a block's norm layer). It runs under `jax.eval_shape`, so it must not
-    read array values. A later registration for the same class replaces the earlier one
-    (also a built-in converter); the class must match exactly (subclasses are not
-    covered, since they may change `forward`).
-
-    **Example:**
-    ```python
-    def convert_scale(m, convert_child):
-        return my_hax_layers.Scale(m.weight.shape[0])
-
-    hax.interop.register_converter(MyScale, convert_scale)
-    ```
-    """
-    if not isinstance(torch_cls, type):
-        raise TypeError(f"register_converter: expected a class, found {torch_cls!r}")
-    if not callable(converter):
-        raise TypeError(
-            f"register_converter: the converter for {torch_cls.__name__} must be callable, "
-            f"found {type(converter).__name__}"
-        )
-    _USER_CONVERTERS[torch_cls] = converter
 
 
 def builtin_converters() -> dict[type, Converter]:
@@ -87,44 +61,64 @@ def builtin_converters() -> dict[type, Converter]:
     }
 
 
-def _class_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+def _aux_value(value: Any) -> Any:
+    """`value` as an aux value (lists and `torch.Size` become tuples), or `_SKIP`."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if isinstance(value, tuple | list):
+        items = [_aux_value(v) for v in value]
+        return _SKIP if any(v is _SKIP for v in items) else tuple(items)
+    return _SKIP
+
+
+_SKIP = object()
+
+
+def torch_aux(module: Any) -> dict[str, Any]:
+    """A torch module's plain attributes (ints, floats, bools, strs, None, and tuples
+    or lists of them): what its forward reads besides tensors and children."""
+    out = {}
+    for name, value in vars(module).items():
+        if name.startswith("_") or name == "training" or name in _RESERVED_AUX:
+            continue
+        converted = _aux_value(value)
+        if converted is not _SKIP:
+            out[name] = converted
+    return out
 
 
 class _Builder:
     """Walks a torch model, building the HAX tree and noting what it cannot convert."""
 
     def __init__(self, torch: Any, applies: Mapping[type, ApplyFn]) -> None:
-        nn = torch.nn
+        self.torch = torch
         self.applies = applies
-        self.converters = {**builtin_converters(), **_USER_CONVERTERS}
-        # Containers without a forward become nodes of their children.
-        self.containers: dict[type, ApplyFn] = {
-            nn.ModuleList: missing_apply,
-            nn.ModuleDict: missing_apply,
-            nn.ParameterList: missing_apply,
-            nn.ParameterDict: missing_apply,
-        }
-        self.unknown: list[tuple[str, type]] = []
+        self.builtin = builtin_entries()
+        nn = torch.nn
+        # Containers without a forward: their parent's apply runs their children.
+        self.containers = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+        self.unknown: list[tuple[str, type, type | None]] = []
         self.failed: list[tuple[str, str]] = []
         self.extra_state: dict[str, Any] = {}
 
     def node(self, module: Any, path: tuple[str, ...]) -> Module:
         cls = type(module)
-        converter = None if cls in self.applies else self.converters.get(cls)
-        if converter is not None:
-            return self._run(converter, module, path)
-        apply = self.applies.get(cls) or self.containers.get(cls)
-        if apply is None:
-            self.unknown.append((describe_path(path), cls))
-            apply = missing_apply  # keep walking: every unknown class is reported at once
-        return self._generic(module, path, apply)
+        if cls in self.containers:
+            return self._generic(module, path, Entry(apply=missing_apply))
+        entry, base = find(cls, self.applies, self.builtin, self.torch.nn.Module)
+        if entry is not None and entry.converter is not None:
+            return self._run(entry.converter, module, path)
+        if entry is None:
+            self.unknown.append((describe_path(path), cls, base))
+            entry = Entry(apply=missing_apply)  # keep walking: report every class at once
+        return self._generic(module, path, entry)
 
     def _run(self, converter: Converter, module: Any, path: tuple[str, ...]) -> Module:
         def convert_child(name: str, child: Any) -> Module:
             return self.node(child, (*path, *as_path(name)))
 
-        where = f"{describe_path(path)} ({_class_name(type(module))})"
+        where = f"{describe_path(path)} ({class_path(type(module))})"
         try:
             result = converter(module, convert_child)
         except Exception as err:
@@ -142,9 +136,10 @@ class _Builder:
             return empty_tree(), {}
         return pair
 
-    def _generic(self, module: Any, path: tuple[str, ...], apply: ApplyFn) -> Module:
+    def _generic(self, module: Any, path: tuple[str, ...], entry: Entry) -> Module:
         """Children as submodules, direct tensors as params/buffers (placeholders here;
-        `convert` loads the values)."""
+        `convert` loads the values), plain attributes as aux."""
+        assert entry.apply is not None
         children = {
             name: self.node(child, (*path, name)) for name, child in module.named_children()
         }
@@ -156,15 +151,24 @@ class _Builder:
             name: jnp.zeros(tuple(t.shape), numpy_dtype(t.dtype))
             for name, t in module.named_buffers(recurse=False, remove_duplicate=False)
         }
+        aux = torch_aux(module)
+        if entry.aux is not None:
+            aux.update(entry.aux(module))
+        if isinstance(module, self.torch.nn.ModuleDict):
+            aux["order"] = tuple(name for name, _ in module.named_children())
         # Non-persistent buffers are not in the state_dict, but the forward uses them.
-        for name in module._non_persistent_buffers_set:
-            if module._buffers.get(name) is not None:
-                self.extra_state[".".join((*path, name))] = module._buffers[name]
+        kept_out = sorted(n for n in module._non_persistent_buffers_set if n in buffers)
+        for name in kept_out:
+            self.extra_state[".".join((*path, name))] = module._buffers[name]
+        if kept_out:
+            aux[NON_PERSISTENT] = tuple(kept_out)
+        if entry.rng:
+            buffers["rng"] = next_rng_key()
         tree: StructureTree = {
             "params": params,
             "buffers": buffers,
-            "aux": {},
-            "apply": apply,
+            "aux": aux,
+            "apply": entry.apply,
             "submodules": {name: child for name, (child, _) in children.items()},
         }
         return tree, merge_configs(*(config for _, config in children.values()))
@@ -176,19 +180,46 @@ class _Builder:
             lines.append(f"convert: {len(self.failed)} module(s) could not be converted:")
             lines.extend(f"  {where}: {message}" for where, message in self.failed)
         by_class: dict[type, list[str]] = defaultdict(list)
-        for path, cls in self.unknown:
+        bases: dict[type, type | None] = {}
+        for path, cls, base in self.unknown:
             by_class[cls].append(path)
+            bases[cls] = base
         if by_class:
             n = len(by_class)
-            lines.append(f"convert: {n} torch class{'es' if n != 1 else ''} with no HAX converter:")
-            lines.extend(
-                f"  {_class_name(cls)} at {', '.join(paths)}" for cls, paths in by_class.items()
-            )
-            example = ", ".join(f"{cls.__name__}: my_apply" for cls in by_class)
+            lines.append(f"convert: {n} torch class{'es' if n != 1 else ''} with no HAX apply:")
+            for cls, paths in by_class.items():
+                shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+                line = f"  {class_path(cls)} x{len(paths)} at {shown}"
+                base = bases[cls]
+                if base is not None:
+                    line += f" (subclasses {class_path(base)} but overrides forward)"
+                lines.append(line)
+            example = ", ".join(f"{cls.__name__}: {_snake(cls.__name__)}_apply" for cls in by_class)
             lines.append(_UNKNOWN_FIX.format(example=example))
         if not lines:
             return None
-        return ConversionError("\n".join(lines), self.unknown, self.failed)
+        unknown = [(path, cls) for path, cls, _ in self.unknown]
+        return ConversionError("\n".join(lines), unknown, self.failed)
+
+
+def _snake(name: str) -> str:
+    """`"GPT2Block"` -> `"gpt2_block"`: a stub name for an apply."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _ties(torch_module: Any) -> dict[str, str]:
+    """Parameters shared by several modules (tied weights): each further name, as a HAX
+    entry address, mapped to the first (the one `state_dict` order meets first)."""
+    first: dict[int, str] = {}
+    ties = {}
+    for name, param in torch_module.named_parameters(remove_duplicate=False):
+        *path, leaf = name.split(".")
+        address = LeafAddress(tuple(path), "params", leaf).entry
+        if id(param) in first:
+            ties[address] = first[id(param)]
+        else:
+            first[id(param)] = address
+    return ties
 
 
 def _draw_keys(state: dict[str, Any], rng: jax.Array | int) -> dict[str, Any]:
@@ -279,6 +310,9 @@ def convert(
         raise error
     tree, config = unbind_module(_draw_keys(shapes, rng), bound[0])
     tree = from_torch({**torch_module.state_dict(), **builder.extra_state}, tree)
+    ties = _ties(torch_module)
+    if ties:  # one leaf for a shared torch Parameter, lent to every module that uses it
+        tree = tie(tree, ties)
     if "train_mode" in config:
         config = {**config, "train_mode": bool(torch_module.training)}
     return validate(tree, config), config

@@ -4,6 +4,7 @@ PyTorch is imported only when a function here is called, so `import hax.interop`
 works without it.
 """
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -12,10 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._leaves import entry_leaves, node_entries
-from .._torch_attrs import BIT_VIEWS
-from .._tree import named_nodes, structure_tree_map
+from .._leaves import LeafAddress, entry_leaves, node_entries
+from .._torch_attrs import BIT_VIEWS, NON_PERSISTENT
+from .._tree import get_subtree, named_nodes, structure_tree_map
 from .._types import StructureTree
+from ..checkpoint._format import read_safetensors
+from ..surgery._tie import tied_entries
 
 _FIX = (
     "To fix: build `like` with the same layers and constructor arguments as the torch "
@@ -100,19 +103,39 @@ class _Slot:
     hax_path: str
     shape: tuple[int, ...]
     dtype: Any
+    persistent: bool = True
 
     @property
     def is_key(self) -> bool:
         return bool(jnp.issubdtype(self.dtype, jax.dtypes.prng_key))
 
+    @property
+    def optional(self) -> bool:
+        """A leaf torch's `state_dict` need not have: a PRNG key (HAX's own) or a buffer
+        torch keeps out of it (non-persistent)."""
+        return self.is_key or not self.persistent
 
-def torch_named_leaves(tree: StructureTree) -> Iterator[tuple[str, str, Any]]:
-    """`(torch_key, hax_path, leaf)` for every array leaf of `tree`: the leaf
-    `layer1/0/conv1/params/weight` has the torch key `"layer1.0.conv1.weight"`."""
+
+def torch_named_leaves(tree: StructureTree) -> Iterator[tuple[LeafAddress, Any, bool]]:
+    """`(address, leaf, persistent)` for every array leaf of `tree`; `address.dotted` is
+    its torch key (`layer1/0/conv1/params/weight` is `"layer1.0.conv1.weight"`), and
+    `persistent` is False for the buffers torch keeps out of its `state_dict`."""
     for path, node in named_nodes(tree):
+        kept_out = node["aux"].get(NON_PERSISTENT, ())
         for entry, value in node_entries(path, node):
+            persistent = entry.kind == "params" or entry.name not in kept_out
             for address, leaf in entry_leaves(entry, value):
-                yield address.dotted, str(address), leaf
+                yield address, leaf, persistent
+
+
+def tied_keys(tree: StructureTree) -> dict[str, str]:
+    """The torch keys of tied leaves (`hax.surgery.tie`): destination -> source."""
+    out = {}
+    for dst, src in tied_entries(tree):
+        value = get_subtree(tree, src.path)[src.kind][src.name]  # type: ignore[literal-required]  # params or buffers
+        for address, _ in entry_leaves(src, value):
+            out[LeafAddress(dst.path, dst.kind, dst.name, address.keys).dotted] = address.dotted
+    return out
 
 
 def _slots(like: StructureTree) -> tuple[dict[str, _Slot], list[Mismatch]]:
@@ -120,8 +143,9 @@ def _slots(like: StructureTree) -> tuple[dict[str, _Slot], list[Mismatch]]:
     key would name (a param and a buffer of the same name) are mismatches."""
     slots: dict[str, _Slot] = {}
     clashes: list[Mismatch] = []
-    for key, hax_path, leaf in torch_named_leaves(like):
-        slot = _Slot(hax_path, tuple(leaf.shape), leaf.dtype)
+    for address, leaf, persistent in torch_named_leaves(like):
+        key, hax_path = address.dotted, str(address)
+        slot = _Slot(hax_path, tuple(leaf.shape), leaf.dtype, persistent)
         if key in slots:
             clashes.append(
                 Mismatch(
@@ -137,21 +161,31 @@ def _slots(like: StructureTree) -> tuple[dict[str, _Slot], list[Mismatch]]:
     return slots, clashes
 
 
-def _as_state_dict(torch: Any, module_or_state_dict: Any) -> Mapping[str, Any]:
-    if isinstance(module_or_state_dict, torch.nn.Module):
-        state: Mapping[str, Any] = module_or_state_dict.state_dict()
-        return state
-    if isinstance(module_or_state_dict, Mapping):
-        return module_or_state_dict
+def _as_state_dict(source: Any) -> tuple[Any, Mapping[str, Any]]:
+    """`(torch or None, state_dict)`: torch is imported only for a module or a mapping
+    that holds tensors; a safetensors file is read without it."""
+    if isinstance(source, str | os.PathLike):
+        return None, read_safetensors(source)
+    if isinstance(source, Mapping) and all(
+        isinstance(v, np.ndarray | np.generic) for v in source.values()
+    ):
+        return None, source
+    torch = import_torch("hax.interop.from_torch")
+    if isinstance(source, torch.nn.Module):
+        state: Mapping[str, Any] = source.state_dict()
+        return torch, state
+    if isinstance(source, Mapping):
+        return torch, source
     raise TypeError(
-        "from_torch: expected a torch.nn.Module or a state_dict (a mapping from names to "
-        f"tensors), found {type(module_or_state_dict).__name__}"
+        "from_torch: expected a torch.nn.Module, a state_dict (a mapping from names to "
+        "tensors) or the path of a safetensors file, found "
+        f"{type(source).__name__}"
     )
 
 
 def _check(torch: Any, value: Any, slot: _Slot) -> tuple[np.ndarray | None, str | None]:
     """The value to load into `slot` as NumPy, or why it cannot be loaded."""
-    if isinstance(value, torch.Tensor):
+    if torch is not None and isinstance(value, torch.Tensor):
         array = tensor_to_numpy(torch, value)
     elif isinstance(value, np.ndarray | np.generic):
         array = np.array(value)
@@ -164,6 +198,18 @@ def _check(torch: Any, value: Any, slot: _Slot) -> tuple[np.ndarray | None, str 
     if _kind(array.dtype) > _kind(slot.dtype):
         return None, f"a {array.dtype} tensor would be truncated to the HAX leaf's {slot.dtype}"
     return array, None
+
+
+def _same_values(torch: Any, a: Any, b: Any) -> bool:
+    def numpy(x: Any) -> np.ndarray:
+        return (
+            tensor_to_numpy(torch, x)
+            if torch is not None and isinstance(x, torch.Tensor)
+            else np.asarray(x)
+        )
+
+    x, y = numpy(a), numpy(b)
+    return x.shape == y.shape and bool(np.array_equal(x, y))
 
 
 def _kind(dtype: Any) -> int:
@@ -216,18 +262,31 @@ def from_torch(
     tree = hax.interop.from_torch(torch.nn.Linear(4, 2), tree)
     ```
     """
-    torch = import_torch("hax.interop.from_torch")
     if isinstance(cast(Any, like), tuple):
         raise TypeError(
             "from_torch: `like` must be a structure tree, found a tuple; pass the tree of a "
             "module `(tree, config)`: from_torch(state_dict, module[0])"
         )
-    state = _as_state_dict(torch, module_or_state_dict)
+    torch, state = _as_state_dict(module_or_state_dict)
     slots, mismatches = _slots(like)
+    ties = tied_keys(like)
     loaded: dict[str, jax.Array] = {}
     for key, value in state.items():
         shape = tuple(value.shape) if hasattr(value, "shape") else None
         slot = slots.get(key)
+        if slot is None and key in ties:  # one HAX leaf: torch must agree it is shared
+            source = state.get(ties[key])
+            if source is not None and not _same_values(torch, value, source):
+                mismatches.append(
+                    Mismatch(
+                        None,
+                        key,
+                        None,
+                        shape,
+                        f"HAX ties it to {ties[key]!r}, but the two tensors differ in torch",
+                    )
+                )
+            continue
         if slot is None:
             if strict:
                 mismatches.append(Mismatch(None, key, None, shape, "no HAX leaf has this name"))
@@ -241,7 +300,7 @@ def from_torch(
         mismatches.extend(
             Mismatch(slot.hax_path, key, slot.shape, None, "missing from the torch state_dict")
             for key, slot in slots.items()
-            if key not in state and not slot.is_key
+            if key not in state and not slot.optional
         )
     if mismatches:
         raise StateDictMismatchError(mismatches)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._torch_attrs import BIT_VIEWS
 from .._types import StructureTree
-from ._from_torch import import_torch, torch_named_leaves
+from ._from_torch import import_torch, tied_keys, torch_named_leaves
 
 
 def _tensor(torch: Any, value: jax.Array) -> Any:
@@ -30,9 +30,11 @@ def to_torch(tree: StructureTree) -> dict[str, Any]:
     Load it into the matching torch model with `module.load_state_dict(...)`, which
     copies each tensor into the module's own (casting, e.g., HAX's int32
     `num_batches_tracked` to torch's int64). PRNG key buffers (e.g. `Dropout`'s `rng`)
-    are HAX's own and are left out. Tensors are copies on the CPU; bfloat16 and
-    float8 keep their exact bits; sharded arrays are gathered (every shard must be
-    addressable from this process).
+    are HAX's own and are left out, and so are the buffers torch keeps out of its
+    `state_dict` (listed in a converted node's `aux["non_persistent"]`). A tied param
+    (`hax.surgery.tie`) appears under every torch name, as one tensor, as torch has it.
+    Tensors are copies on the CPU; bfloat16 and float8 keep their exact bits; sharded
+    arrays are gathered (every shard must be addressable from this process).
 
     **Raises:** `ValueError` when two leaves would get the same key (a param and a
     buffer of one node with the same name); `ImportError` without PyTorch.
@@ -46,14 +48,17 @@ def to_torch(tree: StructureTree) -> dict[str, Any]:
     state: dict[str, Any] = {}
     owner: dict[str, str] = {}
     clashes = []
-    for key, hax_path, leaf in torch_named_leaves(tree):
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    for address, leaf, persistent in torch_named_leaves(tree):
+        if not persistent or jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             continue
+        key = address.dotted
         if key in owner:
-            clashes.append(f"  {hax_path} and {owner[key]} both become {key!r}")
+            clashes.append(f"  {address} and {owner[key]} both become {key!r}")
             continue
-        owner[key] = hax_path
+        owner[key] = str(address)
         state[key] = _tensor(torch, leaf)
+    for dst, src in tied_keys(tree).items():  # a shared Parameter, under each of its names
+        state[dst] = state[src]
     if clashes:
         raise ValueError(
             "hax.interop.to_torch: leaves with the same torch key:\n"

@@ -117,6 +117,12 @@ def _is_int_tuple(value: Any) -> bool:
     return type(value) is tuple and all(type(v) is int for v in value)
 
 
+def _lent(aux: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The entries a tie lends this node (`aux["tied"]`, see `hax.surgery.tie`)."""
+    tied = aux.get("tied", ())
+    return tied if type(tied) is tuple else ()
+
+
 def check_node_spec(
     node: Mapping[str, Any], spec: LayerSpec, path: str, problems: list[Problem]
 ) -> None:
@@ -155,7 +161,8 @@ def check_node_spec(
         for name, aspec in declared.items():
             value = entries.get(name, _MISSING)
             if value is _MISSING:
-                if aspec.required:
+                # An entry another node holds (a tied weight) is lent at every call.
+                if aspec.required and name not in _lent(aux):
                     expected = f"an array {_fmt_expected(aspec.dims, bound)}"
                     problems.append(Problem(path, f"{kind}.{name}", "nothing", expected))
                 continue

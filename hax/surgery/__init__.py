@@ -70,5 +70,6 @@ from ._select import (
     select as select,
 )
 from ._selection import NodeFn as NodeFn, Selection as Selection
+from ._tie import TIED as TIED, Tied as Tied, tie as tie
 from ._transfer import transfer as transfer
 from ._wrap import WrapFn as WrapFn, Wrapped as Wrapped
