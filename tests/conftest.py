@@ -57,3 +57,28 @@ def assert_trees_equal(a: Any, b: Any) -> None:
     assert tdef_a == tdef_b, f"different structures:\n{tdef_a}\nvs\n{tdef_b}"
     for (path, leaf_a), (_, leaf_b) in zip(leaves_a, leaves_b, strict=True):
         assert_leaves_equal(leaf_a, leaf_b, jax.tree_util.keystr(path))
+
+
+def import_torchvision() -> Any:
+    """`torchvision`, for its models (pure Python), or a skip saying why not.
+
+    The registry's torchvision 0.28 wheel (the release for torch 2.13) is built for
+    CUDA torch: its compiled ops cannot load beside the CPU torch the tests use, and
+    its import then fails registering fake kernels for two of them (`nms`, `qnms`).
+    The classification models HAX converts never call those ops, so their schemas are
+    declared first (calling them would still fail: they have no kernel).
+    """
+    import torch
+
+    for name in ("nms", "qnms"):
+        try:
+            torch.library.define(
+                f"torchvision::{name}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+            )
+        except RuntimeError:  # already defined: a working torchvision, or declared before
+            pass
+    try:
+        import torchvision
+    except ImportError as err:
+        pytest.skip(f"torchvision does not import beside this torch: {err}")
+    return torchvision

@@ -18,6 +18,7 @@ PyTorch is optional: it is imported only when these functions are called.
 
 from ..nn._layer import ConvertChild as ConvertChild, Converter as Converter
 from ..nn._sequential import named_sequential_apply as named_sequential_apply
+from . import _families as _families
 from ._convert import ConversionError as ConversionError, convert as convert
 from ._from_torch import (
     Mismatch as Mismatch,

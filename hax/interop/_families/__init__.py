@@ -1,0 +1,8 @@
+"""The architecture knowledge `convert` carries for library model families.
+
+Each module here registers applies (and converters) for the classes one library's
+models are made of, by dotted class path, so nothing is imported until a model of
+that library is converted. Importing this package registers them all.
+"""
+
+from . import _hf_activations as _hf_activations
