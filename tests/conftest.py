@@ -70,11 +70,10 @@ def import_torchvision() -> Any:
     """
     import torch
 
+    schema = "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
     for name in ("nms", "qnms"):
         try:
-            torch.library.define(
-                f"torchvision::{name}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
-            )
+            torch.library.define(f"torchvision::{name}", schema)
         except RuntimeError:  # already defined: a working torchvision, or declared before
             pass
     try:
