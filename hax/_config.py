@@ -23,6 +23,11 @@ def merge_configs(*configs: GlobalConfig, names: Sequence[str] | None = None) ->
     merged: GlobalConfig = {}
     sources: dict[str, str] = {}
     for i, config in enumerate(configs):
+        if not isinstance(config, dict):
+            raise TypeError(
+                f"merge_configs: config {i} is a {type(config).__name__}, not a dict; pass "
+                "the configs of the modules being combined (`{}` for a module without one)"
+            )
         merge_into(merged, sources, config, names[i] if names is not None else None)
     return merged
 

@@ -8,7 +8,10 @@ with the node's path. Off, `apply_tree` calls `tree["apply"]` directly.
 """
 
 import contextlib
+import contextvars
+import functools
 import os
+import threading
 import typing
 import weakref
 from collections.abc import Callable, Iterator
@@ -24,37 +27,57 @@ from ._validate import validate
 from .schema._errors import Problem, ValidationError
 from .schema._spec import spec_of
 
+# Per thread and per async task, like `hax.rng_context`: `with hax.debug():` in one
+# thread leaves the others as they were. `HAX_DEBUG=1` sets the default everywhere.
+_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "hax_debug",
+    default=os.environ.get("HAX_DEBUG", "").lower() not in ("", "0", "false", "no"),
+)
+
 
 class _State:
-    enabled: bool = os.environ.get("HAX_DEBUG", "").lower() not in ("", "0", "false", "no")
+    """`STATE.enabled`: whether debug mode is on here (read on the hot paths)."""
+
+    __slots__ = ()
+
+    @property
+    def enabled(self) -> bool:
+        return _ENABLED.get()
 
 
 STATE = _State()
 
-# While a node runs in debug mode: its children by id, so that a child's checks can
-# name its path. Each frame holds the child objects too, so ids are not reused.
-_FRAMES: list[dict[int, tuple[Any, str]]] = []
+
+class _Frames(threading.local):
+    """While a node runs in debug mode: its children by id, so that a child's checks can
+    name its path. Each frame holds the child objects too, so ids are not reused."""
+
+    def __init__(self) -> None:
+        self.stack: list[dict[int, tuple[Any, str]]] = []
+
+
+_FRAMES = _Frames()
 
 
 def debug_enabled() -> bool:
-    """Whether debug mode is on."""
-    return STATE.enabled
+    """Whether debug mode is on (in this thread or task)."""
+    return _ENABLED.get()
 
 
 @contextlib.contextmanager
 def debug(enabled: bool = True) -> Iterator[None]:
     """Check every apply inside the block (see the module docstring); restores on exit.
 
-    `hax.jit` keys its compiled functions on this flag, so code compiled with checks
-    off is retraced with checks on. A function you compiled yourself with `jax.jit`
-    keeps the trace it has: build it inside the block to check it.
+    The flag is per thread (and per asyncio task): other threads keep theirs.
+    `hax.jit` keys its compiled functions on it, so code compiled with checks off is
+    retraced with checks on. A function you compiled yourself with `jax.jit` keeps
+    the trace it has: build it inside the block to check it.
     """
-    previous = STATE.enabled
-    STATE.enabled = enabled
+    token = _ENABLED.set(enabled)
     try:
         yield
     finally:
-        STATE.enabled = previous
+        _ENABLED.reset(token)
 
 
 def _has_array_annotations(fn: Callable[..., Any]) -> bool:
@@ -65,26 +88,34 @@ def _has_array_annotations(fn: Callable[..., Any]) -> bool:
     return any("jaxtyping" in repr(h) or "Array" in repr(h) for h in hints.values())
 
 
-_CHECKED: "weakref.WeakKeyDictionary[Any, Callable[..., Any]]" = weakref.WeakKeyDictionary()
+# By identity: two equal applies (two `Wrapped` of one function) are distinct objects,
+# and each must run as itself. Weak: a closure is not kept alive by the cache.
+_CHECKED: dict[int, tuple["weakref.ref[Any]", Callable[..., Any]]] = {}
+
+
+def _forget(cache: dict[int, Any], key: int, _: Any) -> None:
+    """Drop a dead function's entry (bound to the dict: safe while the interpreter exits)."""
+    cache.pop(key, None)
 
 
 def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` under jaxtyping + beartype if it carries annotations, else `fn`.
 
-    Cached per function, weakly (closures are not kept alive); unhashable or
-    unweakreferenceable callables are wrapped anew each time.
+    Cached per function object; callables that cannot be weakly referenced are
+    wrapped anew each time.
     """
-    try:
-        return _CHECKED[fn]
-    except (KeyError, TypeError):
-        pass
+    found = _CHECKED.get(id(fn))
+    if found is not None and found[0]() is fn:
+        return found[1]
     checked = fn
     if _has_array_annotations(fn):
         checked = jaxtyping.jaxtyped(typechecker=beartype.beartype)(fn)
+    key = id(fn)
     try:
-        _CHECKED[fn] = checked
+        ref = weakref.ref(fn, functools.partial(_forget, _CHECKED, key))
     except TypeError:
-        pass
+        return checked
+    _CHECKED[key] = (ref, checked)
     return checked
 
 
@@ -145,7 +176,8 @@ def checked_apply(
 ) -> tuple[StructureTree, Any]:
     """`apply_tree` in debug mode."""
     __tracebackhide__ = True
-    frame = _FRAMES[-1] if _FRAMES else {}
+    frames = _FRAMES.stack
+    frame = frames[-1] if frames else {}
     path = frame[id(tree)][1] if id(tree) in frame else ""
     try:
         validate(tree, global_config)
@@ -154,14 +186,14 @@ def checked_apply(
     before = _signature(tree)
     prefix = f"{path}/" if path else ""
     children = {id(c): (c, f"{prefix}{n}") for n, c in tree["submodules"].items()}
-    _FRAMES.append(children)
+    frames.append(children)
     try:
         new_tree, out = _checked(tree["apply"])(tree, global_config, *args, **kwargs)
     except Exception as err:
         _note_path(err, path, tree)
         raise
     finally:
-        _FRAMES.pop()
+        frames.pop()
     if id(tree) in frame:  # a parent may call this child again with its new tree
         frame[id(new_tree)] = (new_tree, path)
     try:

@@ -35,6 +35,8 @@ R = TypeVar("R")
 MAX_ENTRIES = 64
 """Compiled entries kept per function (least recently used dropped first)."""
 
+_RECENT = 4  # entries whose matchers a call tries (alternating train/eval stays fast)
+
 _flatten = jax.tree_util.default_registry.flatten
 _ONE_SHARDING = (jax.sharding.Sharding, jax.sharding.PartitionSpec)
 _SHARDINGS = (
@@ -45,6 +47,41 @@ _SHARDINGS = (
     "    state, apply = hax.bind_module(tree, config)\n"
     "    step = jax.jit(apply, in_shardings=(state_shardings, None))"
 )
+
+
+_JAX_NESTING = 800  # about as deep as jax's pytree functions go (dicts in dicts)
+_TOO_DEEP = (
+    "hax.jit({name}): the arguments nest {depth} containers deep (a chain of nodes adds two "
+    "per level), more than JAX's pytree functions, and so jax.jit, can flatten. Bind the "
+    "model instead: `state, apply = hax.bind_module(tree, config)` gives a flat state of any "
+    "depth, and `jax.jit(apply)` compiles it."
+)
+
+
+def _too_deep(obj: Any) -> int:
+    """How deeply dicts, lists and tuples nest in `obj` when that reaches `_JAX_NESTING`,
+    else 0. Counted level by level, without recursion, before jax's flatten sees `obj`:
+    jax fails on deeper nesting in a way that leaves the interpreter's recursion count
+    broken."""
+    level, depth = [obj], 0
+    while level:
+        depth += 1
+        below = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below += [c for c in children if isinstance(c, dict | list | tuple)]
+        level = below
+        if depth >= _JAX_NESTING and level:
+            while level:  # how deep it goes, for the message
+                depth += 1
+                level = [
+                    c
+                    for item in level
+                    for c in (item.values() if isinstance(item, dict) else item)
+                    if isinstance(c, dict | list | tuple)
+                ]
+            return depth
+    return 0
 
 
 def _unhashable_message(fn: Callable[..., Any], leaves: Iterable[Any]) -> str:
@@ -212,7 +249,8 @@ class JitFunction(Generic[P, R]):
         self._entries: collections.OrderedDict[tuple[Split, bool], _Entry] = (
             collections.OrderedDict()
         )
-        self._last: _Entry | None = None
+        # The entries whose generated matchers each call tries before the generic path.
+        self._recent: list[_Entry] = []
 
     # -- the generic path ------------------------------------------------------------
 
@@ -247,6 +285,9 @@ class JitFunction(Generic[P, R]):
     def _split(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
         """`(key, donated mask, (donated arrays, kept arrays))` for a canonical call."""
         args, kwargs, recipe = self._canonical(args, kwargs)
+        depth = _too_deep((args, kwargs))
+        if depth:
+            raise ValueError(_TOO_DEEP.format(name=self.__wrapped__.__name__, depth=depth))
         leaves, treedef = _flatten((args, kwargs), None)
         try:
             arrays, split = split_leaves(leaves, treedef)
@@ -369,24 +410,29 @@ class JitFunction(Generic[P, R]):
         entry.hits += 1
         if entry.hits == 2:
             self._generate(entry)
-        self._last = entry
+        if entry.match is not None:  # tried first from now on, most recent first
+            self._recent = [entry, *(e for e in self._recent if e is not entry)][:_RECENT]
         build = entry.build
         return build(out) if build is not None else entry.finish(out)
 
     # -- the hot path --------------------------------------------------------------
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        last = self._last
-        if last is not None and last.match is not None and last.debug is DEBUG.enabled:
-            if self._signature is None:
-                groups = last.match(args, kwargs)
-            else:
-                recipe = self._recipe(len(args), tuple(kwargs))
-                groups = None if recipe is None else last.match(*recipe.apply(args, kwargs))
-            if groups is not None:
-                out = last.compiled(*groups)
-                build = last.build  # read after the call: a retrace may have reset it
-                return build(out) if build is not None else last.finish(out)  # type: ignore[no-any-return]  # R is the wrapped fn's result
+        call_args: tuple[Any, ...] = args
+        call_kwargs: dict[str, Any] = kwargs
+        if self._signature is not None:  # by-name options: match the canonical call
+            recipe = self._recipe(len(args), tuple(kwargs))
+            if recipe is None:
+                return self._call_generic(args, kwargs)  # type: ignore[no-any-return]  # R is the wrapped fn's result
+            call_args, call_kwargs = recipe.apply(args, kwargs)
+        debug = DEBUG.enabled
+        for entry in self._recent:
+            if entry.debug is debug:
+                groups = entry.match(call_args, call_kwargs)  # type: ignore[misc]  # entries here have one
+                if groups is not None:
+                    out = entry.compiled(*groups)
+                    build = entry.build  # read after the call: a retrace may have reset it
+                    return build(out) if build is not None else entry.finish(out)  # type: ignore[no-any-return]  # as above
         return self._call_generic(args, kwargs)  # type: ignore[no-any-return]  # as above
 
     def lower(self, *args: P.args, **kwargs: P.kwargs) -> Any:

@@ -4,7 +4,7 @@ from typing import Any, cast
 
 from ._debug import STATE as DEBUG, checked_apply
 from ._leaves import LeafAddress, claim, node_entries
-from ._static import static_key
+from ._static import StaticKey, static_key
 from ._tree import fill_tree, is_structure_tree, named_nodes, structure_tree_map
 from ._types import KINDS, GlobalConfig, Module, StructureTree
 
@@ -20,7 +20,40 @@ def apply_tree(
     """
     if DEBUG.enabled:
         return checked_apply(tree, global_config, args, kwargs)
-    return tree["apply"](tree, global_config, *args, **kwargs)
+    try:
+        apply = tree["apply"]
+    except (KeyError, TypeError, IndexError):
+        raise TypeError(not_a_tree("apply_tree", tree, global_config)) from None
+    try:
+        return apply(tree, global_config, *args, **kwargs)
+    except Exception as err:  # free unless raised: say how to find the node
+        if not any(_NOTE_MARK in note for note in getattr(err, "__notes__", ())):
+            err.add_note(_NOTE)
+        raise
+
+
+_NOTE_MARK = "hax.debug()"
+_NOTE = (
+    "(hax) To see which node raised this, run the call again inside `with hax.debug():` "
+    "(or with HAX_DEBUG=1): debug mode names the innermost node's path."
+)
+
+
+def not_a_tree(who: str, tree: Any, config: Any = None) -> str:
+    """Why `tree` is not a structure tree, for `who`'s error (with a hint when the tree
+    and the config look swapped)."""
+    found = f"a {type(tree).__name__}"
+    if isinstance(tree, dict):
+        found += f" with keys {sorted(map(str, tree))[:6]}"
+    hint = ""
+    if isinstance(config, dict) and "apply" in config:
+        hint = "; the tree and the config look swapped: the order is (tree, config)"
+    elif isinstance(tree, dict) and "apply" not in tree:
+        hint = " (a global config? the order is (tree, config))" if tree else ""
+    return (
+        f"{who}: expected a structure tree (a dict with params, buffers, aux, apply and "
+        f"submodules) as the first argument, found {found}{hint}"
+    )
 
 
 def as_module(value: Any, *, partial: bool = False) -> Module | None:
@@ -104,17 +137,11 @@ class BoundApply:
                 address.name
             ] = state[key]
 
-        def build(node: StructureTree, path: tuple[str, ...]) -> StructureTree:
+        def fill(node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
             arrays = by_node.get(path, {"params": {}, "buffers": {}})
-            return {
-                "params": arrays["params"],
-                "buffers": arrays["buffers"],
-                "aux": node["aux"],
-                "apply": node["apply"],
-                "submodules": {n: build(c, (*path, n)) for n, c in node["submodules"].items()},
-            }
+            return {**node, "params": arrays["params"], "buffers": arrays["buffers"]}
 
-        return build(self.skeleton, ())
+        return cast(StructureTree, structure_tree_map(fill, self.skeleton))
 
     def __call__(
         self, state: dict[str, Any], /, *args: Any, **kwargs: Any
@@ -131,8 +158,14 @@ class BoundApply:
             # The debug flag at bind time is part of the identity: jax caches traces by
             # the function's equality, and a trace made with checks off must not be
             # reused by an apply bound inside `hax.debug()`.
-            key = (self.skeleton, self.global_config, tuple(self._slots), self._debug)
-            self._key = static_key(key)
+            values: list[Any] = [static_key(self.global_config), self._debug]
+            for _, node in named_nodes(self.skeleton):  # iterative: any depth
+                names = sorted(node["submodules"])
+                aux = sorted(node["aux"].items())
+                values += [node["apply"], len(names), *names, len(aux)]
+                values += [item for pair in aux for item in pair]
+            values += [key for _, key in self._slots]
+            self._key = StaticKey(values)
         return self._key
 
     def __eq__(self, other: object) -> bool:
@@ -160,10 +193,27 @@ def bind_module(
     state, y = jax.jit(apply)(state, x)
     ```
     """
+    if not is_structure_tree(tree):
+        raise TypeError(not_a_tree("bind_module", tree, global_config))
+    if not isinstance(global_config, dict):
+        raise TypeError(
+            f"bind_module: expected the global config (a dict such as {{'train_mode': True}}) "
+            f"as the second argument, found a {type(global_config).__name__}"
+        )
     skeleton = structure_tree_map(lambda n, path: {**n, "params": {}, "buffers": {}}, tree)
     return tree_state(tree), BoundApply(skeleton, global_config, _state_slots(tree))
 
 
 def unbind_module(state: dict[str, Any], apply: BoundApply) -> tuple[StructureTree, GlobalConfig]:
     """The exact inverse of `bind_module`: `(tree, global_config)`."""
+    if not isinstance(apply, BoundApply):
+        raise TypeError(
+            "unbind_module: expected the apply that bind_module returned as the second "
+            f"argument, found a {type(apply).__name__}; the order is unbind_module(state, apply)"
+        )
+    if not isinstance(state, dict):
+        raise TypeError(
+            f"unbind_module: expected the state (a dict of arrays) as the first argument, "
+            f"found a {type(state).__name__}"
+        )
     return apply.tree(state), apply.global_config

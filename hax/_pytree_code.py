@@ -236,13 +236,34 @@ def matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]:
     kw_keys = list(kwargs_td.node_data()[1])
     w.conds.append(f"len(args) != {len(args_td.children())}")
     w.conds.append(f"len(kwargs) != {len(kw_keys)}")
-    w.unpack("args", args_td.children(), 0)
-    w.run()
-    if kw_keys:
-        w.flush()
-        w.dict_node(kw_keys, kwargs_td.children(), "kwargs", 0)
-        w.run()
     w.flush()
+    # Every argument in a variable, with where its leaves start...
+    tops: list[tuple[str, Any, int, int]] = []
+    pos = spos = 0
+    children = [*args_td.children(), *kwargs_td.children()]
+    names = [f"a{i}" for i in range(len(children))]
+    for name, child in zip(names, children, strict=True):
+        tops.append((name, child, pos, spos))
+        arrays = sum(split.is_array[pos : pos + child.num_leaves])
+        pos, spos = pos + child.num_leaves, spos + child.num_leaves - arrays
+    n_args = len(args_td.children())
+    if n_args:
+        w.emit(f"{', '.join(names[:n_args])}{',' if n_args == 1 else ''} = args")
+    for name, key in zip(names[n_args:], kw_keys, strict=True):
+        w.emit(f"{name} = kwargs[{w.key(key)}]")
+
+    # ...then the arguments without arrays (a config, a flag: quick to reject a call
+    # made with other static values), then the rest in order.
+    def has_arrays(top: tuple[str, Any, int, int]) -> bool:
+        _, child, start, _ = top
+        return any(split.is_array[start : start + child.num_leaves])
+
+    static_first = sorted(tops, key=has_arrays)
+    for name, child, start, sstart in static_first:
+        w.pos, w.spos = start, sstart
+        w.node(child, name, 1)
+        w.run()
+        w.flush()
     body = "\n".join(f"        {line}" for line in w.lines)
     source = (
         "def match(args, kwargs):\n"

@@ -9,6 +9,7 @@ import contextvars
 from collections.abc import Iterator
 
 import jax
+import numpy as np
 
 _CONTEXT: contextvars.ContextVar[list[jax.Array] | None] = contextvars.ContextVar(
     "hax_rng_context", default=None
@@ -18,12 +19,22 @@ _CONTEXT: contextvars.ContextVar[list[jax.Array] | None] = contextvars.ContextVa
 def as_key(key: jax.Array | int) -> jax.Array:
     """A typed PRNG key from an int seed (a Python, NumPy or 0-d array integer), a typed
     key or a legacy `uint32[2]` key."""
+    if isinstance(key, bool) or not isinstance(key, int | jax.Array | np.ndarray | np.generic):
+        raise TypeError(
+            f"a PRNG key or an int seed was expected (rng=0, rng=jax.random.key(0)), found a "
+            f"{type(key).__name__}"
+        )
     if isinstance(key, int):
         return jax.random.key(key)
     if jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     if key.ndim == 0 and jax.numpy.issubdtype(key.dtype, jax.numpy.integer):
         return jax.random.key(key)
+    if key.shape != (2,) or key.dtype != np.uint32:
+        raise TypeError(
+            "a PRNG key or an int seed was expected (rng=0, rng=jax.random.key(0)), found an "
+            f"array of shape {key.shape} and dtype {key.dtype}"
+        )
     wrapped: jax.Array = jax.random.wrap_key_data(key)
     return wrapped
 

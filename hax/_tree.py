@@ -41,6 +41,40 @@ def _to_jax(x: Any) -> Any:
     return jax.numpy.asarray(x) if isinstance(x, np.ndarray | np.generic) else x
 
 
+def _rebuild(
+    roots: Sequence[Any],
+    visit: Callable[[Sequence[Any], tuple[str, ...]], Any],
+    children_of: Callable[[Sequence[Any]], list[tuple[str, Sequence[Any]]]],
+    join: Callable[[Any, dict[str, Any], tuple[str, ...]], Any],
+) -> Any:
+    """Rebuild one or more trees walked in step, without recursion (any depth works).
+
+    `visit(nodes, path)` runs on every position parents first (children in order);
+    `children_of(nodes)` gives `(name, child nodes)` for each child position; and
+    `join(visited, {name: joined child}, path)` assembles each result, children first.
+    """
+    entries: list[tuple[tuple[str, ...], Any, int, str]] = []  # path, visited, parent, name
+    stack: list[tuple[tuple[str, ...], Sequence[Any], int, str]] = [((), roots, -1, "")]
+    while stack:
+        path, nodes, parent, name = stack.pop()
+        index = len(entries)
+        entries.append((path, visit(nodes, path), parent, name))
+        stack.extend(
+            ((*path, child), child_nodes, index, child)
+            for child, child_nodes in reversed(children_of(nodes))
+        )
+    built: list[dict[str, Any]] = [{} for _ in entries]
+    result = None
+    for index in reversed(range(len(entries))):
+        path, visited, parent, name = entries[index]
+        joined = join(visited, dict(reversed(built[index].items())), path)
+        if parent < 0:
+            result = joined
+        else:
+            built[parent][name] = joined
+    return result
+
+
 def fill_tree(tree: Mapping[str, Any]) -> StructureTree:
     """Add the missing keys of every node (empty dicts, `missing_apply`).
 
@@ -48,7 +82,8 @@ def fill_tree(tree: Mapping[str, Any]) -> StructureTree:
     mutated. An unknown key raises `ValueError` naming the node.
     """
 
-    def fill(node: Mapping[str, Any], path: tuple[str, ...]) -> StructureTree:
+    def visit(nodes: Sequence[Any], path: tuple[str, ...]) -> StructureTree:
+        (node,) = nodes
         if not isinstance(node, Mapping):
             raise TypeError(
                 f"{describe_path(path)}: expected a structure tree (a dict), "
@@ -64,12 +99,17 @@ def fill_tree(tree: Mapping[str, Any]) -> StructureTree:
         for kind in ("params", "buffers"):
             filled[kind] = jax.tree_util.tree_map(_to_jax, dict(node.get(kind, {})))
         filled["aux"] = dict(node.get("aux", {}))
-        filled["submodules"] = {
-            name: fill(child, (*path, name)) for name, child in node.get("submodules", {}).items()
-        }
         return filled
 
-    return fill(tree, ())
+    def children_of(nodes: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
+        (node,) = nodes
+        children = node.get("submodules", {}) if isinstance(node, Mapping) else {}
+        return [(name, (child,)) for name, child in children.items()]
+
+    def join(filled: Any, children: dict[str, Any], path: tuple[str, ...]) -> Any:
+        return {**filled, "submodules": children}
+
+    return cast(StructureTree, _rebuild((tree,), visit, children_of, join))
 
 
 def is_structure_tree(x: Any) -> TypeGuard[StructureTree]:
@@ -117,43 +157,42 @@ def structure_tree_map(
     )
     ```
     """
-    return _map_node(fn, (tree, *rest), ())
+    def visit(nodes: Sequence[Any], path: tuple[str, ...]) -> Any:
+        leaf_nodes = [
+            None if n is None else {k: v for k, v in n.items() if k != "submodules"}
+            for n in nodes
+        ]
+        return fn(*leaf_nodes, path=path)
 
+    def children_of(nodes: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
+        return [
+            (name, [None if n is None else n.get("submodules", {}).get(name) for n in nodes])
+            for name in _union_names(nodes)
+        ]
 
-def _map_node(
-    fn: Callable[..., Any], nodes: Sequence[Mapping[str, Any] | None], path: tuple[str, ...]
-) -> Any:
-    leaf_nodes = [
-        None if n is None else {k: v for k, v in n.items() if k != "submodules"} for n in nodes
-    ]
-    result = fn(*leaf_nodes, path=path)
-    children = {
-        name: _map_node(
-            fn,
-            [None if n is None else n.get("submodules", {}).get(name) for n in nodes],
-            (*path, name),
-        )
-        for name in _union_names(nodes)
-    }
-    if isinstance(result, tuple):
-        for name, child in children.items():
-            if not isinstance(child, tuple) or len(child) != len(result):
-                raise ValueError(
-                    f"structure_tree_map: fn returned a tuple of {len(result)} nodes at "
-                    f"{describe_path(path)} but not at {describe_path((*path, name))}; "
-                    "return the same number of nodes everywhere"
-                )
-        return tuple(
-            {**_check_node(r, path), "submodules": {name: c[i] for name, c in children.items()}}
-            for i, r in enumerate(result)
-        )
-    for name, child in children.items():
-        if isinstance(child, tuple):
-            raise ValueError(
-                f"structure_tree_map: fn returned one node at {describe_path(path)} but a tuple "
-                f"at {describe_path((*path, name))}; return the same number of nodes everywhere"
+    def join(result: Any, children: dict[str, Any], path: tuple[str, ...]) -> Any:
+        if isinstance(result, tuple):
+            for name, child in children.items():
+                if not isinstance(child, tuple) or len(child) != len(result):
+                    raise ValueError(
+                        f"structure_tree_map: fn returned a tuple of {len(result)} nodes at "
+                        f"{describe_path(path)} but not at {describe_path((*path, name))}; "
+                        "return the same number of nodes everywhere"
+                    )
+            return tuple(
+                {**_check_node(r, path), "submodules": {n: c[i] for n, c in children.items()}}
+                for i, r in enumerate(result)
             )
-    return {**_check_node(result, path), "submodules": children}
+        for name, child in children.items():
+            if isinstance(child, tuple):
+                raise ValueError(
+                    f"structure_tree_map: fn returned one node at {describe_path(path)} but a "
+                    f"tuple at {describe_path((*path, name))}; return the same number of nodes "
+                    "everywhere"
+                )
+        return {**_check_node(result, path), "submodules": children}
+
+    return _rebuild((tree, *rest), visit, children_of, join)
 
 
 def _check_node(node: Any, path: tuple[str, ...]) -> dict[str, Any]:
@@ -231,10 +270,19 @@ def merge_trees(*trees: Mapping[str, Any]) -> StructureTree:
     """
     if not trees:
         raise TypeError("merge_trees needs at least one tree")
-    return cast(StructureTree, _merge(trees, ()))
+    def children_of(nodes: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
+        return [
+            (name, [n["submodules"][name] for n in nodes if name in n.get("submodules", {})])
+            for name in _union_names(nodes)
+        ]
+
+    def join(out: Any, children: dict[str, Any], path: tuple[str, ...]) -> Any:
+        return {**out, "submodules": children}
+
+    return cast(StructureTree, _rebuild(trees, _merge_node, children_of, join))
 
 
-def _merge(nodes: Sequence[Mapping[str, Any]], path: tuple[str, ...]) -> dict[str, Any]:
+def _merge_node(nodes: Sequence[Mapping[str, Any]], path: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for node in nodes:
         for kind, value in node.items():
@@ -255,14 +303,6 @@ def _merge(nodes: Sequence[Mapping[str, Any]], path: tuple[str, ...]) -> dict[st
                     f"merge_trees: {describe_path(path)}: two different {kind!r} values "
                     f"({out[kind]!r} and {value!r}); each kind must come from one part"
                 )
-    names = _union_names(nodes)
-    out["submodules"] = {
-        name: _merge(
-            [n["submodules"][name] for n in nodes if name in n.get("submodules", {})],
-            (*path, name),
-        )
-        for name in names
-    }
     return out
 
 
@@ -290,12 +330,19 @@ def set_subtree(tree: StructureTree, path: Path, subtree: StructureTree) -> Stru
     names = as_path(path)
     if not names:
         return subtree
-    parent = get_subtree(tree, names[:-1])
-    new_parent: StructureTree = {
-        **parent,
-        "submodules": {**parent["submodules"], names[-1]: subtree},
-    }
-    return set_subtree(tree, names[:-1], new_parent)
+    nodes = [tree]
+    for i, name in enumerate(names[:-1]):
+        children = nodes[-1]["submodules"]
+        if name not in children:
+            raise KeyError(
+                f"no submodule {name!r} at {describe_path(names[:i])}; "
+                f"it has {sorted(children) or 'no submodules'}"
+            )
+        nodes.append(children[name])
+    new = subtree
+    for name, parent in zip(reversed(names), reversed(nodes), strict=True):
+        new = cast(StructureTree, {**parent, "submodules": {**parent["submodules"], name: new}})
+    return new
 
 
 def named_nodes(tree: StructureTree) -> list[tuple[tuple[str, ...], StructureTree]]:

@@ -28,7 +28,7 @@ def warm(f, *args, **kwargs):
     """Call three times, so that the entry has its generated matcher and builder."""
     for _ in range(3):
         out = f(*args, **kwargs)
-    assert f._last.match is not None
+    assert f._recent and f._recent[0].match is not None
     return out
 
 

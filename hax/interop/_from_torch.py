@@ -18,6 +18,7 @@ from .._torch_attrs import BIT_VIEWS, NON_PERSISTENT
 from .._tree import get_subtree, named_nodes, structure_tree_map
 from .._types import StructureTree
 from ..checkpoint._format import read_safetensors
+from ..schema._errors import a
 from ..surgery._tie import tied_entries
 
 _FIX = (
@@ -161,7 +162,7 @@ def _slots(like: StructureTree) -> tuple[dict[str, _Slot], list[Mismatch]]:
     return slots, clashes
 
 
-def _as_state_dict(source: Any) -> tuple[Any, Mapping[str, Any]]:
+def _as_state_dict(source: Any) -> tuple[Any, Mapping[Any, Any]]:
     """`(torch or None, state_dict)`: torch is imported only for a module or a mapping
     that holds tensors; a safetensors file is read without it."""
     if isinstance(source, str | os.PathLike):
@@ -172,7 +173,7 @@ def _as_state_dict(source: Any) -> tuple[Any, Mapping[str, Any]]:
         return None, source
     torch = import_torch("hax.interop.from_torch")
     if isinstance(source, torch.nn.Module):
-        state: Mapping[str, Any] = source.state_dict()
+        state: Mapping[Any, Any] = source.state_dict()
         return torch, state
     if isinstance(source, Mapping):
         return torch, source
@@ -186,6 +187,10 @@ def _as_state_dict(source: Any) -> tuple[Any, Mapping[str, Any]]:
 def _check(torch: Any, value: Any, slot: _Slot) -> tuple[np.ndarray | None, str | None]:
     """The value to load into `slot` as NumPy, or why it cannot be loaded."""
     if torch is not None and isinstance(value, torch.Tensor):
+        if value.is_meta:
+            return None, "a meta tensor has no data (materialise the model's weights first)"
+        if value.layout != torch.strided:
+            return None, f"a {value.layout} tensor; pass dense tensors (`.to_dense()`)"
         array = tensor_to_numpy(torch, value)
     elif isinstance(value, np.ndarray | np.generic):
         array = np.array(value)
@@ -197,7 +202,18 @@ def _check(torch: Any, value: Any, slot: _Slot) -> tuple[np.ndarray | None, str 
         return None, "shapes differ"
     if _kind(array.dtype) > _kind(slot.dtype):
         return None, f"a {array.dtype} tensor would be truncated to the HAX leaf's {slot.dtype}"
+    if jnp.issubdtype(slot.dtype, jnp.integer) and array.size and not _fits(array, slot.dtype):
+        return (
+            None,
+            f"values from {array.min()} to {array.max()} do not fit the leaf's {slot.dtype}",
+        )
     return array, None
+
+
+def _fits(array: np.ndarray, dtype: Any) -> bool:
+    """Whether every value of an integer or bool array is a value of integer `dtype`."""
+    info = np.iinfo(dtype)
+    return bool(array.min() >= info.min and array.max() <= info.max)
 
 
 def _same_values(torch: Any, a: Any, b: Any) -> bool:
@@ -273,6 +289,13 @@ def from_torch(
     loaded: dict[str, jax.Array] = {}
     for key, value in state.items():
         shape = tuple(value.shape) if hasattr(value, "shape") else None
+        if not isinstance(key, str):
+            mismatches.append(
+                Mismatch(
+                    None, repr(key), None, shape, f"the key is {a(type(key).__name__)}, not a str"
+                )
+            )
+            continue
         slot = slots.get(key)
         if slot is None and key in ties:  # one HAX leaf: torch must agree it is shared
             source = state.get(ties[key])

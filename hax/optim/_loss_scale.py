@@ -37,6 +37,7 @@ def dynamic_loss_scale(
     period: int = 2000,
     factor: float = 2.0,
     min_scale: float = 1.0,
+    max_scale: float = 2.0**24,
 ) -> optax.GradientTransformation:
     """Wrap `optimizer` with dynamic loss scaling, for float16 compute.
 
@@ -45,10 +46,24 @@ def dynamic_loss_scale(
     the gradients by the scale again. If any gradient is not finite, the step is
     skipped (params, optimizer state and buffers stay as they were) and the scale is
     divided by `factor` (not below `min_scale`); after `period` finite steps in a row
-    it is multiplied by `factor`. The state is a `DynamicLossScaleState`. Wrap the
+    it is multiplied by `factor`, up to `max_scale`: with bfloat16 or float32 compute,
+    where gradients rarely overflow, the scale would otherwise double until it is
+    `inf` and every later step would be skipped. The state is a
+    `DynamicLossScaleState`. Wrap the
     whole optimizer (`dynamic_loss_scale(optax.multi_transform(...))`): `train_step`
     refuses a loss scale nested inside another transformation.
     """
+
+    if not 0 < min_scale <= initial_scale <= max_scale < float("inf"):
+        raise ValueError(
+            "dynamic_loss_scale: need 0 < min_scale <= initial_scale <= max_scale < inf, "
+            f"found min_scale={min_scale}, initial_scale={initial_scale}, max_scale={max_scale}"
+        )
+    if not factor > 1 or int(period) != period or period < 1:
+        raise ValueError(
+            f"dynamic_loss_scale: need factor > 1 and a whole period >= 1, found "
+            f"factor={factor}, period={period}"
+        )
 
     def init(params: Any) -> DynamicLossScaleState:
         return DynamicLossScaleState(
@@ -70,7 +85,7 @@ def dynamic_loss_scale(
         grow = good >= period
         scale = jnp.where(
             finite,
-            jnp.where(grow, state.scale * factor, state.scale),
+            jnp.where(grow, jnp.minimum(state.scale * factor, max_scale), state.scale),
             jnp.maximum(state.scale / factor, min_scale),
         )
         good = jnp.where(grow, 0, good)
