@@ -1,7 +1,7 @@
 """Quickstart: build a small model with StateOrganizer and train it under hax.jit.
 
 Fits y = sin(3x) with a two-layer MLP and plain SGD, printing the loss as it falls.
-Run: `python examples/quickstart.py [--steps 300] [--seed 0]`
+Run: `python examples/quickstart.py [--steps 2000] [--seed 0]`
 """
 
 import argparse
@@ -44,9 +44,11 @@ def train_step(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=2000, help="SGD steps (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the init")
     args = parser.parse_args()
 
     with hax.rng_context(args.seed):

@@ -51,7 +51,9 @@ def TransformerLM(org: hax.StateOrganizer, vocab: int, d: int, heads: int, layer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument(
         "--model-axis", type=int, default=2, help="devices per tensor-parallel group"
