@@ -11,19 +11,31 @@ in float32 under mixed precision. `registered_layers()` lists them by kind.
 
 from . import functional as functional
 from ._activation import (
+    ELU as ELU,
     GELU as GELU,
+    Hardsigmoid as Hardsigmoid,
+    Hardswish as Hardswish,
+    LeakyReLU as LeakyReLU,
     LogSoftmax as LogSoftmax,
+    Mish as Mish,
     ReLU as ReLU,
     Sigmoid as Sigmoid,
     SiLU as SiLU,
     Softmax as Softmax,
+    Softplus as Softplus,
     Tanh as Tanh,
+    elu_apply as elu_apply,
     gelu_apply as gelu_apply,
+    hardsigmoid_apply as hardsigmoid_apply,
+    hardswish_apply as hardswish_apply,
+    leaky_relu_apply as leaky_relu_apply,
     log_softmax_apply as log_softmax_apply,
+    mish_apply as mish_apply,
     relu_apply as relu_apply,
     sigmoid_apply as sigmoid_apply,
     silu_apply as silu_apply,
     softmax_apply as softmax_apply,
+    softplus_apply as softplus_apply,
     tanh_apply as tanh_apply,
 )
 from ._attention import (
@@ -72,6 +84,7 @@ from ._pool import (
     avg_pool2d_apply as avg_pool2d_apply,
     max_pool2d_apply as max_pool2d_apply,
 )
+from ._prelu import PReLU as PReLU, prelu_apply as prelu_apply
 from ._relu6 import ReLU6 as ReLU6, relu6_apply as relu6_apply
 from ._sequential import Sequential as Sequential, sequential_apply as sequential_apply
 from ._transformer import (

@@ -1,9 +1,10 @@
 """Pure functions with `torch.nn.functional`'s names, arguments and defaults.
 
-Activations (`relu`, `gelu`, `silu`, `tanh`, `sigmoid`, `softmax`, `log_softmax`),
-`linear`, `bilinear`, `scaled_dot_product_attention` and the losses `cross_entropy`,
-`nll_loss`, `mse_loss`. The layers of `hax.nn` apply these, so a layer and its
-function always agree.
+Activations (`relu`, `relu6`, `gelu`, `silu`, `mish`, `hardswish`, `hardsigmoid`,
+`leaky_relu`, `elu`, `prelu`, `softplus`, `tanh`, `sigmoid`, `softmax`, `log_softmax`),
+`linear`, `bilinear`, `dropout` (and its channel forms), `scaled_dot_product_attention`
+and the losses `cross_entropy`, `nll_loss`, `mse_loss`. The layers of `hax.nn` apply
+these, so a layer and its function always agree.
 
 Differences from PyTorch, all forced by JAX or chosen for safety:
 - `inplace=` is accepted where PyTorch has it and has no effect (JAX arrays are
@@ -15,8 +16,11 @@ Differences from PyTorch, all forced by JAX or chosen for safety:
   positional call written for PyTorch's order fails loudly instead of binding wrongly.
 - A class index outside `[0, C)` that is not `ignore_index` gives a NaN loss (PyTorch
   raises; a jitted function cannot).
-- `scaled_dot_product_attention` takes its dropout key as `dropout_rng=` (PyTorch
-  draws from a global generator).
+- `scaled_dot_product_attention` takes its dropout key as `dropout_rng=` and
+  `dropout`/`dropout1d`/`dropout2d` as `rng=` (PyTorch draws from a global generator).
+- At the kinks of the piecewise activations the gradient is PyTorch's, which is not
+  always the one JAX's own functions give (`leaky_relu` at 0: `negative_slope`, where
+  `jax.nn.leaky_relu` gives 1).
 """
 
 import math
@@ -57,6 +61,77 @@ def gelu(input: ArrayLike, approximate: str = "none") -> jax.Array:
 def silu(input: ArrayLike, inplace: bool = False) -> jax.Array:
     """`x * sigmoid(x)`, as `torch.nn.functional.silu`; `inplace` is ignored."""
     return jax.nn.silu(input)
+
+
+def relu6(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`min(max(input, 0), 6)`, as `torch.nn.functional.relu6`; the gradient is 0 at 0
+    and 6, like PyTorch's. `inplace` is ignored."""
+    return jax.nn.relu6(input)
+
+
+def hardsigmoid(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`relu6(x + 3) / 6`, as `torch.nn.functional.hardsigmoid`; the gradient is 1/6
+    strictly inside (-3, 3) and 0 elsewhere, like PyTorch's. `inplace` is ignored."""
+    return jax.nn.relu6(jnp.asarray(input) + 3.0) / 6.0
+
+
+def hardswish(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`x * relu6(x + 3) / 6`, as `torch.nn.functional.hardswish`: 0 up to -3, `x` from 3,
+    `x * (x + 3) / 6` between, with PyTorch's gradient (0 at -3, 1 at 3). `inplace`
+    is ignored."""
+    x = jnp.asarray(input)
+    return jnp.where(x <= -3.0, jnp.zeros((), x.dtype), jnp.where(x < 3.0, x * (x + 3.0) / 6.0, x))
+
+
+def leaky_relu(input: ArrayLike, negative_slope: float = 0.01, inplace: bool = False) -> jax.Array:
+    """`x` where `x > 0`, else `negative_slope * x`, as `torch.nn.functional.leaky_relu`
+    (the gradient at 0 is `negative_slope`, like PyTorch's). `inplace` is ignored."""
+    x = jnp.asarray(input)
+    return jnp.where(x > 0, x, x * negative_slope)
+
+
+def elu(input: ArrayLike, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
+    """`x` where `x > 0`, else `alpha * (exp(x) - 1)`, as `torch.nn.functional.elu`
+    (the gradient at 0 is `alpha`, like PyTorch's). `inplace` is ignored."""
+    return jax.nn.elu(input, alpha)
+
+
+def mish(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`x * tanh(softplus(x))`, as `torch.nn.functional.mish`. `inplace` is ignored."""
+    return jax.nn.mish(input)
+
+
+def softplus(input: ArrayLike, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
+    """`log(1 + exp(beta * x)) / beta`, and `x` itself where `beta * x > threshold`
+    (for numerical stability), as `torch.nn.functional.softplus`."""
+    x = jnp.asarray(input)
+    scaled = x * beta
+    # logaddexp(z, 0) = log(1 + exp(z)) without overflow, so the branch that `where`
+    # discards has a finite gradient (no NaN from 0 * inf).
+    return jnp.where(scaled > threshold, x, jnp.logaddexp(scaled, 0.0) / beta)
+
+
+def prelu(input: ArrayLike, weight: ArrayLike) -> jax.Array:
+    """`x` where `x > 0`, else `weight * x`, as `torch.nn.functional.prelu`.
+
+    `weight` is a scalar or has one entry per channel (axis 1 of the input; an input
+    of fewer than 2 dims has one channel), like PyTorch's.
+    """
+    x, w = jnp.asarray(input), jnp.asarray(weight)
+    if w.ndim > 1:
+        raise ValueError(f"prelu: weight must be a scalar or 1-d, found shape {w.shape}")
+    if w.size != 1:
+        channels = x.shape[1] if x.ndim > 1 else 1
+        if x.ndim == 0 or channels != w.size:
+            raise ValueError(
+                f"prelu: weight has {w.size} entries, one per channel, but the input of shape "
+                f"{x.shape} has {channels} (channels are axis 1; inputs of fewer than 2 dims "
+                "have 1)"
+            )
+        w = w.reshape((-1,) + (1,) * (x.ndim - 2))
+    else:
+        w = w.reshape(())
+    return jnp.where(x > 0, x, w * x)
 
 
 def tanh(input: ArrayLike) -> jax.Array:
