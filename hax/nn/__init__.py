@@ -60,7 +60,14 @@ from ._conv import (
     conv3d_apply as conv3d_apply,
     conv_transpose2d_apply as conv_transpose2d_apply,
 )
-from ._dropout import Dropout as Dropout, dropout_apply as dropout_apply
+from ._dropout import (
+    Dropout as Dropout,
+    Dropout1d as Dropout1d,
+    Dropout2d as Dropout2d,
+    dropout1d_apply as dropout1d_apply,
+    dropout2d_apply as dropout2d_apply,
+    dropout_apply as dropout_apply,
+)
 from ._embedding import Embedding as Embedding, embedding_apply as embedding_apply
 from ._layer import Layer as Layer, layer as layer, registered_layers as registered_layers
 from ._linear import Linear as Linear, linear_apply as linear_apply

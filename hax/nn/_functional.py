@@ -371,15 +371,106 @@ def mse_loss(
     return _reduce(sq, reduction)
 
 
-# ---------------------------------------------------------------- attention
+# ---------------------------------------------------------------- dropout
 
 
-def _dropout(x: jax.Array, p: float, rng: jax.Array) -> jax.Array:
-    """Zero each element with probability `p`, scale the rest by `1 / (1 - p)`."""
+def _dropout(
+    x: jax.Array, p: float, rng: jax.Array, mask_shape: tuple[int, ...] | None = None
+) -> jax.Array:
+    """Zero each element with probability `p` (or each slice, with a `mask_shape` that
+    broadcasts to `x`), scale the rest by `1 / (1 - p)`."""
     if p >= 1.0:
         return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(rng, 1.0 - p, x.shape)
+    keep = jax.random.bernoulli(rng, 1.0 - p, x.shape if mask_shape is None else mask_shape)
     return jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
+
+
+def _dropout_key(p: float, training: bool, rng: jax.Array | None, who: str) -> jax.Array | None:
+    """The key to drop with, or None when nothing is dropped; checks `p` like PyTorch."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{who}: dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return None
+    if rng is None:
+        raise ValueError(
+            f"{who}: training with p={p} needs a PRNG key: pass rng=jax.random.key(...), "
+            "or training=False to evaluate"
+        )
+    return rng
+
+
+def dropout(
+    input: ArrayLike,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    rng: jax.Array | None = None,
+) -> jax.Array:
+    """Dropout, as `torch.nn.functional.dropout`: with `training`, zero each element with
+    probability `p` and scale the rest by `1 / (1 - p)`; otherwise the input as is.
+
+    `rng` is the PRNG key to draw with (PyTorch uses its global generator); it is
+    needed when `training` and `p > 0`. `inplace` is ignored.
+    """
+    x = jnp.asarray(input)
+    key = _dropout_key(p, training, rng, "dropout")
+    return x if key is None else _dropout(x, p, key)
+
+
+def _channel_mask(x: jax.Array, batched: bool) -> tuple[int, ...]:
+    """One mask entry per channel (and sample): the spatial axes are broadcast."""
+    lead = 2 if batched else 1
+    return x.shape[:lead] + (1,) * (x.ndim - lead)
+
+
+def dropout1d(
+    input: ArrayLike,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    rng: jax.Array | None = None,
+) -> jax.Array:
+    """Channel dropout, as `torch.nn.functional.dropout1d`: every channel of an `(N, C, L)`
+    or `(C, L)` input is zeroed as a whole with probability `p` (the others scaled by
+    `1 / (1 - p)`). `rng` as for `dropout`; `inplace` is ignored."""
+    x = jnp.asarray(input)
+    if x.ndim not in (2, 3):
+        raise ValueError(
+            f"dropout1d: expected a 2D (C, L) or 3D (N, C, L) input, found shape {x.shape}"
+        )
+    key = _dropout_key(p, training, rng, "dropout1d")
+    return x if key is None else _dropout(x, p, key, _channel_mask(x, x.ndim == 3))
+
+
+def dropout2d(
+    input: ArrayLike,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    rng: jax.Array | None = None,
+) -> jax.Array:
+    """Channel dropout, as `torch.nn.functional.dropout2d`: every channel of an
+    `(N, C, H, W)` input is zeroed as a whole with probability `p` (the others scaled
+    by `1 / (1 - p)`). `rng` as for `dropout`; `inplace` is ignored.
+
+    A 3D input is read as `(N, C, L)`, as PyTorch reads it (and documents for
+    `Dropout2d`), not as an unbatched `(C, H, W)`: each `(n, c)` row is dropped. Other
+    ranks raise (PyTorch warns that they will).
+    """
+    x = jnp.asarray(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"dropout2d: expected a 4D (N, C, H, W) input, or 3D read as (N, C, L), found "
+            f"shape {x.shape}; use dropout for element-wise dropout"
+        )
+    key = _dropout_key(p, training, rng, "dropout2d")
+    return x if key is None else _dropout(x, p, key, _channel_mask(x, batched=True))
+
+
+# ---------------------------------------------------------------- attention
 
 
 def attention_and_weights(

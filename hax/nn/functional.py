@@ -7,6 +7,9 @@ arrays; see `hax.nn._functional` for where these differ from PyTorch.
 from ._functional import (
     bilinear as bilinear,
     cross_entropy as cross_entropy,
+    dropout as dropout,
+    dropout1d as dropout1d,
+    dropout2d as dropout2d,
     elu as elu,
     gelu as gelu,
     hardsigmoid as hardsigmoid,
