@@ -84,11 +84,19 @@ from ._norm import (
     rms_norm_apply as rms_norm_apply,
 )
 from ._pool import (
+    AdaptiveAvgPool1d as AdaptiveAvgPool1d,
     AdaptiveAvgPool2d as AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d as AdaptiveMaxPool2d,
+    AvgPool1d as AvgPool1d,
     AvgPool2d as AvgPool2d,
+    MaxPool1d as MaxPool1d,
     MaxPool2d as MaxPool2d,
+    adaptive_avg_pool1d_apply as adaptive_avg_pool1d_apply,
     adaptive_avg_pool2d_apply as adaptive_avg_pool2d_apply,
+    adaptive_max_pool2d_apply as adaptive_max_pool2d_apply,
+    avg_pool1d_apply as avg_pool1d_apply,
     avg_pool2d_apply as avg_pool2d_apply,
+    max_pool1d_apply as max_pool1d_apply,
     max_pool2d_apply as max_pool2d_apply,
 )
 from ._prelu import PReLU as PReLU, prelu_apply as prelu_apply

@@ -30,3 +30,4 @@ from ._functional import (
     softplus as softplus,
     tanh as tanh,
 )
+from ._pool import adaptive_avg_pool2d as adaptive_avg_pool2d
