@@ -39,6 +39,8 @@ ARGS = {
     "AdaptiveMaxPool2d": (2,),
     "BatchNorm1d": (4,),
     "BatchNorm2d": (4,),
+    "InstanceNorm1d": lambda cls: cls(4, affine=True, track_running_stats=True),
+    "InstanceNorm2d": lambda cls: cls(4, affine=True, track_running_stats=True),
     "LayerNorm": (4,),
     "GroupNorm": (2, 4),
     "RMSNorm": (4,),
@@ -102,7 +104,8 @@ def test_the_converter_table_is_the_registry():
 def test_the_float32_set_is_the_records_flagged_float32():
     flagged = {r.kind for r in RECORDS if r.float32}
     assert flagged == {
-        "BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm", "Softmax", "LogSoftmax"
+        "BatchNorm1d", "BatchNorm2d", "InstanceNorm1d", "InstanceNorm2d", "GroupNorm",
+        "LayerNorm", "RMSNorm", "Softmax", "LogSoftmax",
     }  # fmt: skip
     assert hax.precision.FLOAT32_APPLIES == frozenset(r.apply for r in RECORDS if r.float32)
 

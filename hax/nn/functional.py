@@ -30,4 +30,5 @@ from ._functional import (
     softplus as softplus,
     tanh as tanh,
 )
+from ._norm import layer_norm as layer_norm
 from ._pool import adaptive_avg_pool2d as adaptive_avg_pool2d
