@@ -29,6 +29,7 @@ ARGS = {
     "Conv1d": (2, 4, 3),
     "Conv2d": (2, 4, 3),
     "Conv3d": (2, 4, 3),
+    "ConvTranspose1d": (2, 4, 3),
     "ConvTranspose2d": (2, 4, 3),
     "MaxPool1d": (2,),
     "MaxPool2d": (2,),

@@ -54,10 +54,12 @@ from ._conv import (
     Conv1d as Conv1d,
     Conv2d as Conv2d,
     Conv3d as Conv3d,
+    ConvTranspose1d as ConvTranspose1d,
     ConvTranspose2d as ConvTranspose2d,
     conv1d_apply as conv1d_apply,
     conv2d_apply as conv2d_apply,
     conv3d_apply as conv3d_apply,
+    conv_transpose1d_apply as conv_transpose1d_apply,
     conv_transpose2d_apply as conv_transpose2d_apply,
 )
 from ._dropout import (
