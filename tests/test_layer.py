@@ -54,6 +54,10 @@ ARGS = {
         tnn.TransformerEncoderLayer(8, 2, 16), 2, enable_nested_tensor=False
     ),
     "Sequential": lambda cls: cls(tnn.Linear(3, 4), tnn.ReLU()),
+    "Unflatten": (1, (2, 2)),
+    "Upsample": lambda cls: cls(scale_factor=2),
+    "UpsamplingNearest2d": lambda cls: cls(scale_factor=2),
+    "UpsamplingBilinear2d": lambda cls: cls(scale_factor=2),
 }
 
 

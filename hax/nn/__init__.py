@@ -46,9 +46,11 @@ from ._basic import (
     Bilinear as Bilinear,
     Flatten as Flatten,
     Identity as Identity,
+    Unflatten as Unflatten,
     bilinear_apply as bilinear_apply,
     flatten_apply as flatten_apply,
     identity_apply as identity_apply,
+    unflatten_apply as unflatten_apply,
 )
 from ._conv import (
     Conv1d as Conv1d,
@@ -115,3 +117,4 @@ from ._transformer import (
     transformer_encoder_apply as transformer_encoder_apply,
     transformer_encoder_layer_apply as transformer_encoder_layer_apply,
 )
+from ._upsample import Upsample as Upsample, upsample_apply as upsample_apply

@@ -32,3 +32,4 @@ from ._functional import (
 )
 from ._norm import layer_norm as layer_norm
 from ._pool import adaptive_avg_pool2d as adaptive_avg_pool2d
+from ._upsample import interpolate as interpolate
