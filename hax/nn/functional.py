@@ -32,4 +32,9 @@ from ._functional import (
 )
 from ._norm import layer_norm as layer_norm
 from ._pool import adaptive_avg_pool2d as adaptive_avg_pool2d
+from ._rotary import (
+    apply_rotary_embedding as apply_rotary_embedding,
+    rotary_embedding as rotary_embedding,
+    rotate_half as rotate_half,
+)
 from ._upsample import interpolate as interpolate
