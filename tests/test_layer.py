@@ -53,6 +53,9 @@ ARGS = {
     "TransformerEncoder": lambda cls: cls(
         tnn.TransformerEncoderLayer(8, 2, 16), 2, enable_nested_tensor=False
     ),
+    "TransformerDecoderLayer": (8, 2, 16),
+    "TransformerDecoder": lambda cls: cls(tnn.TransformerDecoderLayer(8, 2, 16), 2),
+    "Transformer": lambda cls: cls(8, 2, 1, 1, 16, batch_first=True),
     "Sequential": lambda cls: cls(tnn.Linear(3, 4), tnn.ReLU()),
     "Unflatten": (1, (2, 2)),
     "Upsample": lambda cls: cls(scale_factor=2),

@@ -117,4 +117,11 @@ from ._transformer import (
     transformer_encoder_apply as transformer_encoder_apply,
     transformer_encoder_layer_apply as transformer_encoder_layer_apply,
 )
+from ._transformer_decoder import (
+    TransformerDecoder as TransformerDecoder,
+    TransformerDecoderLayer as TransformerDecoderLayer,
+    transformer_decoder_apply as transformer_decoder_apply,
+    transformer_decoder_layer_apply as transformer_decoder_layer_apply,
+)
+from ._transformer_model import Transformer as Transformer, transformer_apply as transformer_apply
 from ._upsample import Upsample as Upsample, upsample_apply as upsample_apply
