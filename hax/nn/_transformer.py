@@ -95,13 +95,12 @@ def feed_forward_block(run: Run, activation: str, dropout: str, x: jax.Array) ->
     return run(dropout, run("linear2", h))  # type: ignore[no-any-return]  # as above
 
 
-def check_activation(activation: Any, who: str) -> str:
-    """`activation` if it is `"relu"` or `"gelu"`; a function cannot be stored in aux."""
+def check_activation(activation: Any, who: str) -> None:
+    """Raise unless `activation` is `"relu"` or `"gelu"` (a function cannot be stored in aux)."""
     if not isinstance(activation, str):
         raise TypeError(_CALLABLE_ACTIVATION.format(who=who, kind=type(activation).__name__))
     if activation not in _ACTIVATIONS:
         raise ValueError(f"{who}: activation should be 'relu' or 'gelu', not {activation!r}")
-    return activation
 
 
 def layer_modules(
@@ -120,6 +119,8 @@ def layer_modules(
     names, order and initialisation: `self_attn` (`multihead_attn`), `linear1`,
     `dropout`, `linear2`, `norm1`.., `dropout1`.."""
     keys = jax.random.split(key, 2 * blocks + 2)
+    # keys in the encoder layer's order (self_attn, linear1, dropout, linear2,
+    # dropout1, ...); the decoder's multihead_attn takes the last one
     attention = {
         "self_attn": keys[0],
         **({"multihead_attn": keys[2 * blocks + 1]} if blocks == 3 else {}),
