@@ -1,7 +1,8 @@
 """Functional forms of the `hax.nn` layers and the losses, as `torch.nn.functional`.
 
 Use as `from hax.nn import functional as F`. Everything here is a pure function of
-arrays; see `hax.nn._functional` for where these differ from PyTorch.
+arrays; `hax.nn._functional` lists where these differ from PyTorch, and each
+function's docstring says what is particular to it.
 """
 
 from ._functional import (
