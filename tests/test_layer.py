@@ -29,12 +29,19 @@ ARGS = {
     "Conv1d": (2, 4, 3),
     "Conv2d": (2, 4, 3),
     "Conv3d": (2, 4, 3),
+    "ConvTranspose1d": (2, 4, 3),
     "ConvTranspose2d": (2, 4, 3),
+    "MaxPool1d": (2,),
     "MaxPool2d": (2,),
+    "AvgPool1d": (2,),
     "AvgPool2d": (2,),
+    "AdaptiveAvgPool1d": (2,),
     "AdaptiveAvgPool2d": (2,),
+    "AdaptiveMaxPool2d": (2,),
     "BatchNorm1d": (4,),
     "BatchNorm2d": (4,),
+    "InstanceNorm1d": lambda cls: cls(4, affine=True, track_running_stats=True),
+    "InstanceNorm2d": lambda cls: cls(4, affine=True, track_running_stats=True),
     "LayerNorm": (4,),
     "GroupNorm": (2, 4),
     "RMSNorm": (4,),
@@ -46,7 +53,14 @@ ARGS = {
     "TransformerEncoder": lambda cls: cls(
         tnn.TransformerEncoderLayer(8, 2, 16), 2, enable_nested_tensor=False
     ),
+    "TransformerDecoderLayer": (8, 2, 16),
+    "TransformerDecoder": lambda cls: cls(tnn.TransformerDecoderLayer(8, 2, 16), 2),
+    "Transformer": lambda cls: cls(8, 2, 1, 1, 16, batch_first=True),
     "Sequential": lambda cls: cls(tnn.Linear(3, 4), tnn.ReLU()),
+    "Unflatten": (1, (2, 2)),
+    "Upsample": lambda cls: cls(scale_factor=2),
+    "UpsamplingNearest2d": lambda cls: cls(scale_factor=2),
+    "UpsamplingBilinear2d": lambda cls: cls(scale_factor=2),
 }
 
 
@@ -98,7 +112,8 @@ def test_the_converter_table_is_the_registry():
 def test_the_float32_set_is_the_records_flagged_float32():
     flagged = {r.kind for r in RECORDS if r.float32}
     assert flagged == {
-        "BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm", "Softmax", "LogSoftmax"
+        "BatchNorm1d", "BatchNorm2d", "InstanceNorm1d", "InstanceNorm2d", "GroupNorm",
+        "LayerNorm", "RMSNorm", "Softmax", "LogSoftmax",
     }  # fmt: skip
     assert hax.precision.FLOAT32_APPLIES == frozenset(r.apply for r in RECORDS if r.float32)
 

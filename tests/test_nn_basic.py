@@ -1,4 +1,4 @@
-"""Tests for `Identity`, `Flatten`, `Bilinear` (`hax.nn._basic`) and `Embedding`
+"""Tests for `Identity`, `Flatten`, `Unflatten`, `Bilinear` (`hax.nn._basic`) and `Embedding`
 (`hax.nn._embedding`), with PyTorch as the reference."""
 
 import math
@@ -14,9 +14,11 @@ from hax.nn._basic import (
     Bilinear,
     Flatten,
     Identity,
+    Unflatten,
     bilinear_apply,
     flatten_apply,
     identity_apply,
+    unflatten_apply,
 )
 from hax.nn._embedding import Embedding, embedding_apply
 from hax.nn._sequential import Sequential
@@ -118,6 +120,79 @@ def test_flatten_validate_aux():
     tree, _ = Flatten()
     tree["aux"]["start_dim"] = 1.0
     assert problems(tree)[0] == [("", "aux.start_dim")]
+
+
+# ---------------------------------------------------------------- Unflatten
+
+UNFLATTEN_CASES = [
+    ((1, (2, 3)), (4, 6)),
+    ((1, [3, 2]), (4, 6, 5)),  # a list, as torch takes
+    ((-1, (2, -1)), (4, 6)),  # one size inferred
+    ((0, (-1, 1, 2)), (4, 3)),
+    ((-2, (1, 6, 1)), (4, 6, 5)),
+    ((2, (5,)), (4, 6, 5)),
+    ((0, (2, 2)), (4,)),
+]
+
+
+@pytest.mark.parametrize(("args", "shape"), UNFLATTEN_CASES, ids=str)
+def test_unflatten_matches_torch_values_and_gradients(args, shape):
+    tree, config = Unflatten(*args)
+    x = randn(*shape)
+    y, vjp = jax.vjp(lambda v: hax.apply_tree(tree, config, v)[1], jnp.asarray(x))
+    x_t = torch.from_numpy(x).requires_grad_(True)
+    y_t = torch.nn.Unflatten(*args)(x_t)
+    cot = randn(*y_t.shape)
+    y_t.backward(torch.from_numpy(cot))
+    assert y.shape == tuple(y_t.shape)
+    np.testing.assert_array_equal(np.asarray(y), y_t.detach().numpy())
+    np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(cot))[0]), x_t.grad.numpy())
+
+
+def test_unflatten_layout_inverts_flatten_and_converts():
+    tree, config = Unflatten(1, [2, 3, 4])
+    assert config == {} and tree["apply"] is unflatten_apply
+    assert tree["aux"] == {"dim": 1, "unflattened_size": (2, 3, 4)}
+    x = jnp.asarray(randn(5, 2, 3, 4))
+    flat = hax.apply_tree(*Flatten(), x)[1]
+    np.testing.assert_array_equal(hax.apply_tree(tree, config, flat)[1], x)
+    with hax.debug():
+        np.testing.assert_array_equal(hax.apply_tree(tree, config, flat)[1], x)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 12), torch.nn.Unflatten(1, (3, 4)))
+    converted, config = hax.interop.convert(model)
+    assert converted["submodules"]["1"]["aux"] == {"dim": 1, "unflattened_size": (3, 4)}
+    x = randn(2, 3)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    y = hax.apply_tree(converted, config, jnp.asarray(x))[1]
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "shape", "match"),
+    [
+        ((1, (4, 2)), (3, 6), r"\(4, 2\) does not multiply up to the size 6 of dim 1"),
+        ((1, (4, -1)), (3, 6), r"\(4, -1\) does not multiply up to the size 6"),
+        ((1, (0, -1)), (3, 0), r"\(0, -1\) does not multiply up"),
+        ((2, (3, 2)), (3, 6), "dim=2 is out of range for an input with 2"),
+    ],
+)
+def test_unflatten_invalid_sizes_raise_like_torch(args, shape, match):
+    with pytest.raises((RuntimeError, IndexError)):
+        torch.nn.Unflatten(*args)(torch.ones(shape))
+    with pytest.raises(ValueError, match=match):
+        hax.apply_tree(*Unflatten(*args), jnp.ones(shape))
+
+
+def test_unflatten_constructor_errors():
+    with pytest.raises(TypeError, match="unflattened_size must be a tuple or list of ints"):
+        Unflatten(1, 6)
+    with pytest.raises(TypeError, match="unflattened_size must be a tuple or list of ints"):
+        Unflatten(1, (2.0, 3))
+    with pytest.raises(TypeError, match="dim must be an int"):
+        Unflatten("features", (("C", 2), ("H", 3)))
+    with pytest.raises(ValueError, match="at most one -1"):
+        Unflatten(1, (-1, -1))
 
 
 # ---------------------------------------------------------------- Bilinear

@@ -1,4 +1,4 @@
-"""Tests for `Conv1d`, `Conv2d`, `Conv3d`, `ConvTranspose2d`, with PyTorch as the reference."""
+"""Tests for `Conv1d/2d/3d`, `ConvTranspose1d/2d`, with PyTorch as the reference."""
 
 import math
 
@@ -14,14 +14,22 @@ from hax.nn._conv import (
     Conv1d,
     Conv2d,
     Conv3d,
+    ConvTranspose1d,
     ConvTranspose2d,
     conv1d_apply,
     conv2d_apply,
     conv3d_apply,
+    conv_transpose1d_apply,
     conv_transpose2d_apply,
 )
 
-HAX = {"Conv1d": Conv1d, "Conv2d": Conv2d, "Conv3d": Conv3d, "ConvTranspose2d": ConvTranspose2d}
+HAX = {
+    "Conv1d": Conv1d,
+    "Conv2d": Conv2d,
+    "Conv3d": Conv3d,
+    "ConvTranspose1d": ConvTranspose1d,
+    "ConvTranspose2d": ConvTranspose2d,
+}
 
 
 def build_pair(name, *args, **kwargs):
@@ -144,6 +152,49 @@ def test_conv_transpose2d_matches_torch(args, kwargs, shape):
     check_against_torch(*build_pair("ConvTranspose2d", *args, **kwargs), shape)
 
 
+TRANSPOSE1D_CASES = [
+    ((3, 4, 3), {}, (2, 3, 7)),  # the defaults
+    ((3, 4, 3), {"padding": 2}, (3, 6)),  # unbatched
+    ((3, 4, 4), {"stride": 3, "padding": 1, "output_padding": 2, "dilation": 2}, (1, 3, 5)),
+    ((4, 6, 3), {"groups": 2, "stride": 2, "bias": False}, (2, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("args, kwargs, shape", TRANSPOSE1D_CASES)
+def test_conv_transpose1d_matches_torch(args, kwargs, shape):
+    check_against_torch(*build_pair("ConvTranspose1d", *args, **kwargs), shape)
+
+
+def test_conv_transpose1d_output_size_matches_torch():
+    torch_layer, tree, config = build_pair("ConvTranspose1d", 3, 4, 3, stride=3, padding=1)
+    y = check_against_torch(torch_layer, tree, config, (2, 3, 5), output_size=(2, 4, 15))
+    assert y.shape == (2, 4, 15)
+    for shape, output_size in [((3, 5), (14,)), ((3, 5), (4, 13)), ((1, 3, 5), (15,))]:
+        expected = tuple(torch_layer(torch.zeros(shape), output_size=output_size).shape)
+        out = jax.eval_shape(
+            lambda x, o=output_size: hax.apply_tree(tree, config, x, output_size=o)[1],
+            jnp.zeros(shape),
+        )
+        assert out.shape == expected
+    with pytest.raises(ValueError, match="valid sizes range from"):
+        hax.apply_tree(tree, config, jnp.ones((3, 5)), output_size=(16,))
+
+
+def test_conv_transpose1d_converts_from_torch():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv1d(3, 4, 3, stride=2), torch.nn.ConvTranspose1d(4, 2, 3, 2, 1, 1, bias=False)
+    )
+    tree, config = hax.interop.convert(model)
+    layer = tree["submodules"]["1"]
+    assert layer["apply"] is conv_transpose1d_apply and set(layer["params"]) == {"weight"}
+    assert layer["aux"]["output_padding"] == (1,) and layer["aux"]["stride"] == (2,)
+    x = np.random.default_rng(0).normal(size=(2, 3, 9)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(hax.apply_tree(tree, config, jnp.asarray(x))[1], expected, atol=1e-5)
+
+
 def test_conv_transpose2d_output_size_matches_torch():
     torch_layer, tree, config = build_pair("ConvTranspose2d", 3, 4, 3, stride=2, padding=1)
     y = check_against_torch(torch_layer, tree, config, (2, 3, 4, 5), output_size=(2, 4, 8, 9))
@@ -194,6 +245,7 @@ def test_layers_under_debug():
     modules = {
         (2, 4, 6, 6): Conv2d(3, 4, 3, padding="same", rng=0),
         (2, 4, 13, 13): ConvTranspose2d(3, 4, 3, stride=2, rng=0),
+        (2, 4, 13): ConvTranspose1d(3, 4, 3, stride=2, rng=0),
         (2, 4, 4): Conv1d(3, 4, 3, rng=0),
         (2, 4, 5, 4, 6): Conv3d(3, 4, (2, 3, 1), rng=0),
     }
@@ -252,6 +304,33 @@ def test_conv_transpose2d_tree_layout_and_aux():
     assert tree["params"]["weight"].shape == (4, 2, 3, 3)
 
 
+def test_conv_transpose1d_tree_layout_and_aux():
+    tree, config = ConvTranspose1d(3, 4, 3, 2, 1, 1, 1, False, 2, rng=0)  # torch's order
+    assert config == {} and tree["apply"] is conv_transpose1d_apply
+    assert tree["params"]["weight"].shape == (3, 4, 3)  # (in, out // groups, k)
+    assert set(tree["params"]) == {"weight"}
+    assert tree["aux"] == {
+        "in_channels": 3,
+        "out_channels": 4,
+        "kernel_size": (3,),
+        "stride": (2,),
+        "padding": (1,),
+        "output_padding": (1,),
+        "groups": 1,
+        "bias": False,
+        "dilation": (2,),
+        "padding_mode": "zeros",
+    }
+    with pytest.raises(ValueError, match=r"ConvTranspose1d: output_padding \(2,\) must be"):
+        ConvTranspose1d(3, 4, 3, stride=2, output_padding=2, rng=0)
+    with pytest.raises(ValueError, match='ConvTranspose1d: only "zeros" padding mode'):
+        ConvTranspose1d(3, 4, 3, padding_mode="reflect", rng=0)
+    with pytest.raises(
+        ValueError, match="ConvTranspose1d: kernel_size must be an int or a tuple of 1"
+    ):
+        ConvTranspose1d(3, 4, (3, 3), rng=0)
+
+
 def test_dtype_and_rng_context():
     tree, _ = Conv2d(3, 4, 3, rng=0, dtype=jnp.bfloat16)
     assert tree["params"]["weight"].dtype == jnp.bfloat16
@@ -283,6 +362,7 @@ def check_uniform(values, bound, torch_values):
     [
         ("Conv2d", (32, 64, (3, 2)), {"groups": 2}, 16 * 6),
         ("ConvTranspose2d", (32, 64, (3, 2)), {"groups": 2}, 32 * 6),  # fan_in from out_channels
+        ("ConvTranspose1d", (32, 64, 5), {"groups": 4}, 16 * 5),
     ],
 )
 def test_default_init_matches_torch(name, args, kwargs, fan_in):

@@ -8,15 +8,20 @@ import torch
 
 import hax
 from hax.interop import from_torch
+from hax.nn import functional as F
 from hax.nn._norm import (
     BatchNorm1d,
     BatchNorm2d,
     GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
     LayerNorm,
     RMSNorm,
     batch_norm1d_apply,
     batch_norm2d_apply,
     group_norm_apply,
+    instance_norm1d_apply,
+    instance_norm2d_apply,
     layer_norm_apply,
     rms_norm_apply,
 )
@@ -447,6 +452,165 @@ def test_layernorm_errors_and_validate():
         hax.apply_tree(bad_weight, config, jnp.ones((3, 4, 5)))
 
 
+def test_layer_norm_function_matches_torch_and_the_layer():
+    x = normal((2, 3, 4, 5), seed=21, loc=1.0, scale=2.0)
+    weight, bias = normal((4, 5), seed=22), normal((4, 5), seed=23)
+    g = normal(x.shape, seed=24)
+    for shape, w, b in [((4, 5), weight, bias), (5, weight[0], None), ([4, 5], None, None)]:
+        xt, wt, bt = (None if a is None else torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        y_torch = torch.nn.functional.layer_norm(xt, list(np.atleast_1d(shape)), wt, bt, 1e-3)
+        (y_torch * torch.from_numpy(g)).sum().backward()
+
+        def loss(x, w, b, shape=shape):
+            y = F.layer_norm(x, shape, w, b, eps=1e-3)
+            return jnp.sum(y * g), y
+
+        args = [jnp.asarray(a) if a is not None else None for a in (x, w, b)]
+        (gx, gw, gb), y = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(*args)
+        np.testing.assert_allclose(np.asarray(y), y_torch.detach().numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+        for ours, t in ((gw, wt), (gb, bt)):
+            if t is not None:
+                np.testing.assert_allclose(np.asarray(ours), t.grad.numpy(), rtol=1e-4, atol=1e-4)
+    tree, config = LayerNorm((4, 5), eps=1e-3)
+    tree = {**tree, "params": {"weight": jnp.asarray(weight), "bias": jnp.asarray(bias)}}
+    np.testing.assert_array_equal(
+        np.asarray(hax.apply_tree(tree, config, jnp.asarray(x))[1]),
+        np.asarray(F.layer_norm(x, (4, 5), weight, bias, 1e-3)),
+    )
+    with pytest.raises(ValueError, match=r"layer_norm: expected an input whose last dims"):
+        F.layer_norm(x, (5, 4))
+    with pytest.raises(ValueError, match=r"layer_norm: weight has shape \(5,\), expected"):
+        F.layer_norm(x, (4, 5), weight[0])
+
+
+# ---------------------------------------------------------------- InstanceNorm
+
+IN = {
+    "1d": (InstanceNorm1d, torch.nn.InstanceNorm1d),
+    "2d": (InstanceNorm2d, torch.nn.InstanceNorm2d),
+}
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize(
+    "affine,track", [(False, False), (True, False), (True, True), (False, True)]
+)
+@pytest.mark.parametrize(
+    "kind,shape", [("1d", (3, 5, 7)), ("1d", (5, 6)), ("2d", (2, 5, 4, 3)), ("2d", (5, 3, 4))]
+)
+def test_instancenorm_matches_torch(kind, shape, affine, track, train):
+    """Batched and unbatched inputs, with and without affine params and running stats,
+    in training (running stats updated) and evaluation (running stats used when tracked)."""
+    make, make_torch = IN[kind]
+    layer = randomize(make_torch(5, affine=affine, track_running_stats=track)).train(train)
+    tree, config = make(5, affine=affine, track_running_stats=track)
+    assert config == {"train_mode": True}
+    x = normal(shape, seed=31, loc=2.0, scale=3.0)
+    new_tree = check_against_torch(tree, {"train_mode": train}, layer, x)
+    if track:
+        assert int(new_tree["buffers"]["num_batches_tracked"]) == 0  # never counted, as torch
+
+
+@pytest.mark.parametrize("momentum", [0.3, None])
+@pytest.mark.parametrize("kind,shape", [("1d", (4, 3, 6)), ("2d", (3, 3, 4, 5))])
+def test_instancenorm_running_stats_after_training_match_torch(kind, shape, momentum):
+    make, make_torch = IN[kind]
+    layer = randomize(make_torch(3, momentum=momentum, track_running_stats=True), seed=5).train()
+    tree, config = make(3, momentum=momentum, track_running_stats=True)
+    tree = from_torch(layer, tree)
+    start = np.asarray(tree["buffers"]["running_mean"])
+    state, apply = hax.bind_module(tree, config)
+    step = jax.jit(apply)
+    for i in range(3):
+        x = normal(shape, seed=40 + i, loc=float(i), scale=1.0 + i)
+        state, y = step(state, jnp.asarray(x))
+        with torch.no_grad():
+            y_torch = layer(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(np.asarray(y), y_torch, rtol=1e-5, atol=1e-5)
+    tree, _ = hax.unbind_module(state, apply)
+    assert_buffers_match(tree, layer)
+    moved = not np.allclose(np.asarray(tree["buffers"]["running_mean"]), start, atol=0.1)
+    assert moved == (momentum is not None)  # momentum=None: a factor of 0 in torch
+    layer.eval()
+    x = normal(shape, seed=50, loc=0.5)
+    _, y = jax.jit(apply.bind_global_config({"train_mode": False}))(state, jnp.asarray(x))
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            np.asarray(y), layer(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_instancenorm_init_aux_and_state_dict_names():
+    tree, config = InstanceNorm1d(6)
+    assert tree["apply"] is instance_norm1d_apply and config == {"train_mode": True}
+    assert tree["aux"] == {
+        "num_features": 6,
+        "eps": 1e-5,
+        "momentum": 0.1,
+        "affine": False,
+        "track_running_stats": False,
+    }
+    assert tree["params"] == {} and tree["buffers"] == {}
+    tree, _ = InstanceNorm2d(6, 1e-3, None, True, True, dtype=jnp.bfloat16)  # torch's order
+    assert tree["apply"] is instance_norm2d_apply
+    assert tree["aux"]["momentum"] is None and tree["aux"]["eps"] == 1e-3
+    state = torch.nn.InstanceNorm2d(6, affine=True, track_running_stats=True).state_dict()
+    assert set(state) == set(tree["params"]) | set(tree["buffers"])
+    for name, value in state.items():
+        ours = tree["params"].get(name, tree["buffers"].get(name))
+        np.testing.assert_array_equal(np.asarray(ours, np.float32), value.numpy(), err_msg=name)
+    assert tree["params"]["weight"].dtype == jnp.bfloat16
+    assert tree["buffers"]["num_batches_tracked"].dtype == INT_DTYPE
+
+
+def test_instancenorm_input_errors_like_torch():
+    tree, config = InstanceNorm1d(4)
+    with pytest.raises(ValueError, match=r"InstanceNorm1d: expected 2D \(unbatched\) or 3D"):
+        hax.apply_tree(tree, config, jnp.ones((2, 4, 3, 3)))
+    with pytest.raises(ValueError, match="Expected more than 1 spatial element"):
+        torch.nn.InstanceNorm1d(4)(torch.ones(2, 4, 1))
+    with pytest.raises(ValueError, match="expected more than 1 spatial element"):
+        hax.apply_tree(tree, config, jnp.ones((2, 4, 1)))
+    with pytest.raises(ValueError, match="expected 3D"):
+        hax.apply_tree(*InstanceNorm2d(4), jnp.ones((4, 3)))
+    # a channel count other than num_features: an error with params or running stats,
+    # a warning without (the statistics do not depend on it), as in torch
+    with pytest.raises(ValueError, match="num_features=4"):
+        hax.apply_tree(*InstanceNorm1d(4, affine=True), jnp.ones((2, 3, 5)))
+    with pytest.raises(ValueError, match="num_features=4"):
+        hax.apply_tree(*InstanceNorm1d(4, track_running_stats=True), jnp.ones((2, 3, 5)))
+    x = normal((2, 3, 5), seed=3)
+    with pytest.warns(UserWarning, match="num_features=4"):
+        _, y = hax.apply_tree(tree, config, jnp.asarray(x))
+    with pytest.warns(UserWarning):
+        expected = torch.nn.InstanceNorm1d(4)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(KeyError, match="train_mode"):
+        hax.apply_tree(tree, {}, jnp.ones((2, 4, 3)))
+
+
+def test_instancenorm_converts_from_torch_and_trains_like_it():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv1d(2, 4, 3),
+        randomize(torch.nn.InstanceNorm1d(4, affine=True, track_running_stats=True), seed=7),
+    )
+    tree, config = hax.interop.convert(model)
+    assert config == {"train_mode": True}
+    assert tree["submodules"]["1"]["apply"] is instance_norm1d_apply
+    x = normal((3, 2, 9), seed=8)
+    new_tree, y = hax.apply_tree(tree, config, jnp.asarray(x))  # training
+    with torch.no_grad():
+        expected = model.train()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+    assert_buffers_match(new_tree["submodules"]["1"], model[1])
+    _, y_eval = hax.apply_tree(new_tree, {"train_mode": False}, jnp.asarray(x))
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(y_eval), expected, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------- RMSNorm
 
 
@@ -566,6 +730,8 @@ def test_layers_under_debug_mode():
         (LayerNorm((4, 2)), (3, 4, 2)),
         (RMSNorm(2), (3, 4, 2)),
         (GroupNorm(2, 4), (3, 4, 2)),
+        (InstanceNorm1d(4, affine=True, track_running_stats=True), (3, 4, 2)),
+        (InstanceNorm2d(4), (4, 2, 3)),
     ]
     for (tree, config), shape in modules:
         x = jnp.asarray(normal(shape, seed=15))

@@ -1,4 +1,5 @@
-"""Tests for `MaxPool2d`, `AvgPool2d`, `AdaptiveAvgPool2d`, with PyTorch as the reference."""
+"""Tests for the pooling layers (`MaxPool1d/2d`, `AvgPool1d/2d`, `AdaptiveAvgPool1d/2d`,
+`AdaptiveMaxPool2d`) and `adaptive_avg_pool2d`, with PyTorch as the reference."""
 
 import jax
 import jax.numpy as jnp
@@ -7,16 +8,33 @@ import pytest
 import torch
 
 import hax
+from hax.nn import functional as F
 from hax.nn._pool import (
+    AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
     AvgPool2d,
+    MaxPool1d,
     MaxPool2d,
+    adaptive_avg_pool1d_apply,
     adaptive_avg_pool2d_apply,
+    adaptive_max_pool2d_apply,
+    avg_pool1d_apply,
     avg_pool2d_apply,
+    max_pool1d_apply,
     max_pool2d_apply,
 )
 
-HAX = {"MaxPool2d": MaxPool2d, "AvgPool2d": AvgPool2d, "AdaptiveAvgPool2d": AdaptiveAvgPool2d}
+HAX = {
+    "MaxPool1d": MaxPool1d,
+    "MaxPool2d": MaxPool2d,
+    "AvgPool1d": AvgPool1d,
+    "AvgPool2d": AvgPool2d,
+    "AdaptiveAvgPool1d": AdaptiveAvgPool1d,
+    "AdaptiveAvgPool2d": AdaptiveAvgPool2d,
+    "AdaptiveMaxPool2d": AdaptiveMaxPool2d,
+}
 
 # XLA's CPU backend compiles about twice as fast without LLVM optimisations; the
 # results are the same to the tolerances used here.
@@ -150,6 +168,132 @@ def test_adaptive_avg_pool2d_matches_torch(args, shape):
     check_against_torch("AdaptiveAvgPool2d", args, {}, shape)
 
 
+# ---------------------------------------------------------------- 1-d pooling
+
+MAX1D_CASES = [
+    ((2,), {}, (2, 3, 9)),  # the trailing element unused
+    ((3,), {"stride": 2, "padding": 1}, (2, 3, 8)),
+    ((3,), {"stride": 2, "ceil_mode": True}, (3, 8)),  # unbatched
+    ((2,), {"stride": 1, "padding": 1, "dilation": 3}, (1, 2, 9)),
+    ((3,), {"stride": 3, "padding": 1, "ceil_mode": True}, (1, 2, 5)),  # last-window rule
+]
+
+
+@pytest.mark.parametrize("args, kwargs, shape", MAX1D_CASES)
+def test_max_pool1d_matches_torch(args, kwargs, shape):
+    check_against_torch("MaxPool1d", args, kwargs, shape)
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_max_pool1d_ties_send_the_gradient_to_the_first_max(dilation):
+    kwargs = {"stride": 1, "padding": 1, "dilation": dilation}
+    check_against_torch("MaxPool1d", (3,), kwargs, (2, 3, 11), relu=True)
+
+
+def test_max_pool1d_indices_match_torch():
+    x = np.random.default_rng(1).normal(size=(2, 3, 10)).astype(np.float32)
+    x[..., 4] = x[..., 3]  # ties go to the first index
+    x[0, 0, 1] = x[0, 0, 2] = np.nan  # a NaN is the max, and the last NaN wins
+    for kwargs in ({"stride": 2, "padding": 1}, {"stride": 1, "dilation": 2, "ceil_mode": True}):
+        pool = torch.nn.MaxPool1d(3, return_indices=True, **kwargs)
+        y_torch, i_torch = pool(torch.from_numpy(x))
+        tree, config = MaxPool1d(3, return_indices=True, **kwargs)
+        y, indices = jax.jit(lambda x, t=tree, c=config: hax.apply_tree(t, c, x)[1])(x)
+        np.testing.assert_array_equal(np.asarray(y), y_torch.numpy())
+        np.testing.assert_array_equal(np.asarray(indices), i_torch.numpy())
+
+
+AVG1D_CASES = [
+    ((2,), {}, (2, 3, 7)),
+    ((3,), {"stride": 2, "padding": 1}, (2, 3, 8)),
+    ((3,), {"stride": 2, "padding": 1, "count_include_pad": False}, (3, 8)),  # unbatched
+    ((3,), {"stride": 2, "padding": 1, "ceil_mode": True}, (2, 3, 8)),
+    ((3,), {"stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}, (2, 8)),
+    ((2,), {"stride": 3, "padding": 1, "ceil_mode": True}, (1, 2, 7)),  # past the padding
+]
+
+
+@pytest.mark.parametrize("args, kwargs, shape", AVG1D_CASES)
+def test_avg_pool1d_matches_torch(args, kwargs, shape):
+    check_against_torch("AvgPool1d", args, kwargs, shape)
+
+
+@pytest.mark.parametrize(
+    "args, shape",
+    [((3,), (2, 3, 7)), ((1,), (3, 5)), ((7,), (1, 2, 5)), ((4,), (2, 3, 8))],
+)
+def test_adaptive_avg_pool1d_matches_torch(args, shape):
+    check_against_torch("AdaptiveAvgPool1d", args, {}, shape)
+
+
+# ---------------------------------------------------------------- AdaptiveMaxPool2d
+
+ADAPTIVE_MAX_CASES = [
+    (((3, 4),), (2, 3, 7, 8)),  # overlapping windows, divisible
+    (((4, None),), (2, 3, 9, 5)),  # None keeps the input size
+    ((1,), (3, 5, 6)),  # global max, unbatched
+    (((7, 3),), (1, 2, 5, 2)),  # larger than the input
+]
+
+
+@pytest.mark.parametrize("args, shape", ADAPTIVE_MAX_CASES)
+def test_adaptive_max_pool2d_matches_torch(args, shape):
+    check_against_torch("AdaptiveMaxPool2d", args, {}, shape)
+
+
+def test_adaptive_max_pool2d_ties_send_the_gradient_to_the_first_max():
+    check_against_torch("AdaptiveMaxPool2d", ((3, 4),), {}, (2, 3, 7, 9), relu=True)
+
+
+def test_adaptive_max_pool2d_indices_match_torch():
+    x = np.random.default_rng(2).normal(size=(2, 3, 7, 8)).astype(np.float32)
+    x[..., 2, :] = x[..., 1, :]  # ties go to the first index
+    x[..., 0, 1] = np.nan  # a NaN is the max, and the last NaN wins
+    x[..., 1, 0] = np.nan
+    for output_size in ((3, 4), (5, None), 1):
+        pool = torch.nn.AdaptiveMaxPool2d(output_size, return_indices=True)
+        y_torch, i_torch = pool(torch.from_numpy(x))
+        tree, config = AdaptiveMaxPool2d(output_size, return_indices=True)
+        y, indices = jax.jit(lambda x, t=tree, c=config: hax.apply_tree(t, c, x)[1])(x)
+        np.testing.assert_array_equal(np.asarray(y), y_torch.numpy())
+        np.testing.assert_array_equal(np.asarray(indices), i_torch.numpy())
+        assert jnp.issubdtype(indices.dtype, jnp.integer)
+
+
+def test_adaptive_avg_pool2d_function_matches_torch_and_the_layer():
+    x = np.random.default_rng(3).normal(size=(2, 3, 7, 9)).astype(np.float32)
+    for output_size in ((3, 4), (None, 2), 5):
+        expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), output_size)
+        y = F.adaptive_avg_pool2d(x, output_size)
+        np.testing.assert_allclose(np.asarray(y), expected.numpy(), rtol=1e-6, atol=1e-6)
+        layer = hax.apply_tree(*AdaptiveAvgPool2d(output_size), jnp.asarray(x))[1]
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(layer))
+    np.testing.assert_allclose(
+        np.asarray(F.adaptive_avg_pool2d(x[0], 1)), x[0].mean((1, 2), keepdims=True), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="adaptive_avg_pool2d: output_size must be"):
+        F.adaptive_avg_pool2d(x, (1, 2, 3))
+
+
+def test_pooling_layers_convert_from_torch():
+    model = torch.nn.Sequential(
+        torch.nn.MaxPool1d(3, 1, 1),
+        torch.nn.AvgPool1d(2, ceil_mode=True, count_include_pad=False),
+        torch.nn.AdaptiveAvgPool1d(3),
+    )
+    tree, config = hax.interop.convert(model)
+    applies = [tree["submodules"][str(i)]["apply"] for i in range(3)]
+    assert applies == [max_pool1d_apply, avg_pool1d_apply, adaptive_avg_pool1d_apply]
+    assert tree["submodules"]["2"]["aux"] == {"output_size": (3,)}
+    x = np.random.default_rng(0).normal(size=(2, 3, 9)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(hax.apply_tree(tree, config, jnp.asarray(x))[1], expected, atol=1e-6)
+    tree, config = hax.interop.convert(torch.nn.AdaptiveMaxPool2d((3, None), True))
+    assert tree["apply"] is adaptive_max_pool2d_apply
+    assert tree["aux"] == {"output_size": (3, None), "return_indices": True}
+
+
 def test_dtypes():
     """Outputs keep the input dtype; half-precision averages are rounded once, like
     PyTorch's; integer max pooling works (padding never wins)."""
@@ -205,6 +349,36 @@ def test_trees_and_aux():
         assert hax.validate(module[0]) is module[0]
 
 
+def test_new_trees_and_aux():
+    """1-d layers store 1-tuples, as `Conv1d` does (torch keeps the int it was given)."""
+    tree, config = MaxPool1d(3, padding=1)
+    assert config == {} and tree["apply"] is max_pool1d_apply
+    assert tree["params"] == {} and tree["buffers"] == {} and tree["submodules"] == {}
+    assert tree["aux"] == {
+        "kernel_size": (3,),
+        "stride": (3,),
+        "padding": (1,),
+        "dilation": (1,),
+        "return_indices": False,
+        "ceil_mode": False,
+    }
+    tree, _ = AvgPool1d(2, 1, 1, True, False)  # torch's positional order
+    assert tree["apply"] is avg_pool1d_apply
+    assert tree["aux"] == {
+        "kernel_size": (2,),
+        "stride": (1,),
+        "padding": (1,),
+        "ceil_mode": True,
+        "count_include_pad": False,
+    }
+    tree, _ = AdaptiveAvgPool1d(5)
+    assert tree["apply"] is adaptive_avg_pool1d_apply and tree["aux"] == {"output_size": (5,)}
+    tree, _ = AdaptiveMaxPool2d((None, 3))
+    assert tree["apply"] is adaptive_max_pool2d_apply
+    assert tree["aux"] == {"output_size": (None, 3), "return_indices": False}
+    assert AdaptiveMaxPool2d(4, True)[0]["aux"] == {"output_size": (4, 4), "return_indices": True}
+
+
 def test_validate_reports_bad_aux():
     tree, _ = MaxPool2d(2)
     bad = {**tree, "aux": {**tree["aux"], "kernel_size": 2}}
@@ -219,12 +393,18 @@ def test_validate_reports_bad_aux():
 def test_sequential_and_debug():
     model, config = hax.nn.Sequential(MaxPool2d(2), AvgPool2d(2, 1), AdaptiveAvgPool2d(1))
     indices_module = MaxPool2d(2, dilation=2, return_indices=True)
+    model1d, _ = hax.nn.Sequential(MaxPool1d(2), AvgPool1d(2, 1), AdaptiveAvgPool1d(2))
     x = jnp.zeros((2, 3, 8, 8))
     with hax.debug():  # the annotations hold; checked while tracing
         y = jax.eval_shape(lambda x: hax.apply_tree(model, config, x)[1], x)
         out, indices = jax.eval_shape(lambda x: hax.apply_tree(*indices_module, x)[1], x[0])
+        y1d = jax.eval_shape(lambda x: hax.apply_tree(model1d, {}, x)[1], x[0])
+        adaptive = AdaptiveMaxPool2d((3, 2), return_indices=True)
+        out_a, indices_a = jax.eval_shape(lambda x: hax.apply_tree(*adaptive, x)[1], x)
     assert y.shape == (2, 3, 1, 1)
     assert out.shape == indices.shape == (3, 3, 3)
+    assert y1d.shape == (3, 8, 2)
+    assert out_a.shape == indices_a.shape == (2, 3, 3, 2)
 
 
 @pytest.mark.parametrize(
@@ -239,6 +419,11 @@ def test_sequential_and_debug():
         (lambda: AvgPool2d(2, divisor_override=0), "divisor_override"),
         (lambda: AdaptiveAvgPool2d((2, 0)), "output_size"),
         (lambda: AdaptiveAvgPool2d((2, 2, 2)), "output_size"),
+        (lambda: MaxPool1d(3, padding=2), "half"),
+        (lambda: MaxPool1d((2, 2)), "kernel_size must be an int or a tuple of 1 ints"),
+        (lambda: AvgPool1d(2, stride=0), "stride"),
+        (lambda: AdaptiveAvgPool1d(0), "AdaptiveAvgPool1d: output_size"),
+        (lambda: AdaptiveMaxPool2d((2, 0)), "AdaptiveMaxPool2d: output_size"),
     ],
 )
 def test_constructor_errors(make, match):
@@ -252,3 +437,8 @@ def test_apply_errors():
             hax.apply_tree(*module, jnp.ones((4, 4)))
     with pytest.raises(ValueError, match="too small"):
         hax.apply_tree(*MaxPool2d(3), jnp.ones((1, 2, 2)))
+    for module in (MaxPool1d(2), AvgPool1d(2), AdaptiveAvgPool1d(2)):
+        with pytest.raises(ValueError, match=r"2D \(unbatched\) or 3D"):
+            hax.apply_tree(*module, jnp.ones((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match=r"AdaptiveMaxPool2d: expected a 3D \(unbatched\) or 4D"):
+        hax.apply_tree(*AdaptiveMaxPool2d(2), jnp.ones((4, 4)))

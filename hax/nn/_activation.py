@@ -1,4 +1,5 @@
-"""Activation layers: `ReLU`, `GELU`, `SiLU`, `Tanh`, `Sigmoid`, `Softmax`, `LogSoftmax`.
+"""Activation layers: `ReLU`, `GELU`, `SiLU`, `Mish`, `Hardswish`, `Hardsigmoid`,
+`LeakyReLU`, `ELU`, `Softplus`, `Tanh`, `Sigmoid`, `Softmax`, `LogSoftmax`.
 
 Each is a node with no params or buffers whose `aux` holds its constructor's
 arguments; its apply calls the function of the same name in `hax.nn.functional`.
@@ -85,6 +86,165 @@ def _convert_silu(m: Any, convert_child: ConvertChild) -> Module:
 
 _SILU = layer(
     "SiLU", silu_apply, aux={"inplace": bool}, torch="torch.nn.SiLU", converter=_convert_silu
+)
+
+
+# ---------------------------------------------------------------- Mish, Hardswish, Hardsigmoid
+
+
+def mish_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """`x * tanh(softplus(x))` elementwise."""
+    return tree, F.mish(x)
+
+
+def Mish(inplace: bool = False) -> Module:
+    """`x * tanh(softplus(x))`, as `torch.nn.Mish`; `inplace` is kept in aux and has no effect."""
+    return validate(_MISH.node(inplace=bool(inplace))), {}
+
+
+def _convert_mish(m: Any, convert_child: ConvertChild) -> Module:
+    return Mish(m.inplace)
+
+
+_MISH = layer(
+    "Mish", mish_apply, aux={"inplace": bool}, torch="torch.nn.Mish", converter=_convert_mish
+)
+
+
+def hardswish_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """`x * relu6(x + 3) / 6` elementwise, with PyTorch's gradient at -3 and 3."""
+    return tree, F.hardswish(x)
+
+
+def Hardswish(inplace: bool = False) -> Module:
+    """`x * relu6(x + 3) / 6`, as `torch.nn.Hardswish` (MobileNetV3); `inplace` is kept
+    in aux and has no effect."""
+    return validate(_HARDSWISH.node(inplace=bool(inplace))), {}
+
+
+def _convert_hardswish(m: Any, convert_child: ConvertChild) -> Module:
+    return Hardswish(m.inplace)
+
+
+_HARDSWISH = layer(
+    "Hardswish",
+    hardswish_apply,
+    aux={"inplace": bool},
+    torch="torch.nn.Hardswish",
+    converter=_convert_hardswish,
+)
+
+
+def hardsigmoid_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """`relu6(x + 3) / 6` elementwise."""
+    return tree, F.hardsigmoid(x)
+
+
+def Hardsigmoid(inplace: bool = False) -> Module:
+    """`relu6(x + 3) / 6`, as `torch.nn.Hardsigmoid`; `inplace` is kept in aux and has
+    no effect."""
+    return validate(_HARDSIGMOID.node(inplace=bool(inplace))), {}
+
+
+def _convert_hardsigmoid(m: Any, convert_child: ConvertChild) -> Module:
+    return Hardsigmoid(m.inplace)
+
+
+_HARDSIGMOID = layer(
+    "Hardsigmoid",
+    hardsigmoid_apply,
+    aux={"inplace": bool},
+    torch="torch.nn.Hardsigmoid",
+    converter=_convert_hardsigmoid,
+)
+
+
+# ---------------------------------------------------------------- LeakyReLU, ELU, Softplus
+
+
+def leaky_relu_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """`x` where `x > 0`, else `aux["negative_slope"] * x`."""
+    return tree, F.leaky_relu(x, tree["aux"]["negative_slope"])
+
+
+def LeakyReLU(negative_slope: float = 0.01, inplace: bool = False) -> Module:
+    """`x` where `x > 0`, else `negative_slope * x`, as `torch.nn.LeakyReLU`; `inplace`
+    is kept in aux and has no effect."""
+    tree = _LEAKY_RELU.node(negative_slope=float(negative_slope), inplace=bool(inplace))
+    return validate(tree), {}
+
+
+def _convert_leaky_relu(m: Any, convert_child: ConvertChild) -> Module:
+    return LeakyReLU(m.negative_slope, m.inplace)
+
+
+_LEAKY_RELU = layer(
+    "LeakyReLU",
+    leaky_relu_apply,
+    aux={"negative_slope": float, "inplace": bool},
+    torch="torch.nn.LeakyReLU",
+    converter=_convert_leaky_relu,
+)
+
+
+def elu_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """`x` where `x > 0`, else `aux["alpha"] * (exp(x) - 1)`."""
+    return tree, F.elu(x, tree["aux"]["alpha"])
+
+
+def ELU(alpha: float = 1.0, inplace: bool = False) -> Module:
+    """`x` where `x > 0`, else `alpha * (exp(x) - 1)`, as `torch.nn.ELU`; `inplace` is
+    kept in aux and has no effect."""
+    return validate(_ELU.node(alpha=float(alpha), inplace=bool(inplace))), {}
+
+
+def _convert_elu(m: Any, convert_child: ConvertChild) -> Module:
+    return ELU(m.alpha, m.inplace)
+
+
+_ELU = layer(
+    "ELU",
+    elu_apply,
+    aux={"alpha": float, "inplace": bool},
+    torch="torch.nn.ELU",
+    converter=_convert_elu,
+)
+
+
+def softplus_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+) -> tuple[StructureTree, Float[Array, "*shape"]]:
+    """`log(1 + exp(beta * x)) / beta`, or `x` where `beta * x > threshold`."""
+    aux = tree["aux"]
+    return tree, F.softplus(x, aux["beta"], aux["threshold"])
+
+
+def Softplus(beta: float = 1.0, threshold: float = 20.0) -> Module:
+    """`log(1 + exp(beta * x)) / beta`, as `torch.nn.Softplus`; above
+    `beta * x > threshold` the output is `x` itself, as PyTorch's."""
+    return validate(_SOFTPLUS.node(beta=float(beta), threshold=float(threshold))), {}
+
+
+def _convert_softplus(m: Any, convert_child: ConvertChild) -> Module:
+    return Softplus(m.beta, m.threshold)
+
+
+_SOFTPLUS = layer(
+    "Softplus",
+    softplus_apply,
+    aux={"beta": float, "threshold": float},
+    torch="torch.nn.Softplus",
+    converter=_convert_softplus,
 )
 
 

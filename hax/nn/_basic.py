@@ -1,6 +1,7 @@
-"""`Identity`, `Flatten` and `Bilinear`, as in PyTorch."""
+"""`Identity`, `Flatten`, `Unflatten` and `Bilinear`, as in PyTorch."""
 
 import math
+from collections.abc import Sequence
 from typing import Any, NotRequired
 
 import jax
@@ -89,6 +90,68 @@ _FLATTEN = layer(
     aux={"start_dim": int, "end_dim": int},
     torch="torch.nn.Flatten",
     converter=_convert_flatten,
+)
+
+
+# ---------------------------------------------------------------- Unflatten
+
+
+def unflatten_apply(
+    tree: StructureTree, global_config: GlobalConfig, input: jax.Array
+) -> tuple[StructureTree, jax.Array]:
+    """Split axis `dim` of the input into `unflattened_size`, like `torch.unflatten`."""
+    aux = tree["aux"]
+    x = jnp.asarray(input)
+    dim, sizes = aux["dim"], tuple(aux["unflattened_size"])
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(
+            f"Unflatten: dim={dim} is out of range for an input with {x.ndim} dimension(s)"
+        )
+    axis = dim % x.ndim
+    size, known = x.shape[axis], math.prod(s for s in sizes if s != -1)
+    inferred = -1 in sizes and known > 0 and size % known == 0
+    if inferred:
+        sizes = tuple(size // known if s == -1 else s for s in sizes)
+    if not inferred and (-1 in sizes or known != size):
+        raise ValueError(
+            f"Unflatten: unflattened_size {aux['unflattened_size']} does not multiply up to "
+            f"the size {size} of dim {dim} of the input, of shape {tuple(x.shape)}"
+        )
+    return tree, x.reshape(x.shape[:axis] + sizes + x.shape[axis + 1 :])
+
+
+def Unflatten(dim: int, unflattened_size: Sequence[int]) -> Module:
+    """Split axis `dim` into the axes `unflattened_size`, as `torch.nn.Unflatten`: the
+    inverse of `Flatten`, e.g. `Unflatten(1, (C, H, W))` maps `(N, C*H*W)` to
+    `(N, C, H, W)`. One size may be `-1`, inferred from the others. PyTorch's named
+    dimensions (a `str` dim) have no JAX counterpart.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"Unflatten: dim must be an int, found {dim!r}")
+    sizes = tuple(unflattened_size) if isinstance(unflattened_size, Sequence) else None
+    if sizes is None or not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes):
+        raise TypeError(
+            f"Unflatten: unflattened_size must be a tuple or list of ints, found "
+            f"{unflattened_size!r}"
+        )
+    if sizes.count(-1) > 1 or any(s < -1 for s in sizes):
+        raise ValueError(
+            "Unflatten: unflattened_size must hold sizes >= 0 and at most one -1 (inferred), "
+            f"found {sizes}"
+        )
+    return validate(_UNFLATTEN.node(dim=dim, unflattened_size=sizes)), {}
+
+
+def _convert_unflatten(m: Any, convert_child: ConvertChild) -> Module:
+    return Unflatten(m.dim, m.unflattened_size)
+
+
+_UNFLATTEN = layer(
+    "Unflatten",
+    unflatten_apply,
+    aux={"dim": int, "unflattened_size": tuple},
+    torch="torch.nn.Unflatten",
+    converter=_convert_unflatten,
 )
 
 

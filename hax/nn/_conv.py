@@ -1,4 +1,4 @@
-"""`Conv1d`, `Conv2d`, `Conv3d`, `ConvTranspose2d`: PyTorch's layouts, padding rules and init.
+"""`Conv1d/2d/3d`, `ConvTranspose1d/2d`: PyTorch's layouts, padding rules and init.
 
 Inputs are channels-first (`N, C, *spatial`, or unbatched `C, *spatial`); weights are
 `(out_channels, in_channels // groups, *kernel_size)` for convolutions and
@@ -453,6 +453,17 @@ def _conv_transpose(
     return _finish(y, params, n, unbatched)  # an output size of 0 is empty, as in torch
 
 
+def conv_transpose1d_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[Array, "*batch in_channels length"],
+    output_size: Sequence[int] | None = None,
+) -> tuple[StructureTree, Float[Array, "*batch out_channels out_length"]]:
+    """Transposed 1-d convolution of `(N, C, L)` or `(C, L)`; `output_size` (`(L,)`, or
+    with batch and channel sizes) as for `conv_transpose2d_apply`."""
+    return tree, _conv_transpose(tree, x, 1, output_size, "ConvTranspose1d")
+
+
 def conv_transpose2d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
@@ -466,6 +477,88 @@ def conv_transpose2d_apply(
     be Python ints (static under `jit`).
     """
     return tree, _conv_transpose(tree, x, 2, output_size, "ConvTranspose2d")
+
+
+def _make_conv_transpose(
+    n: int,
+    record: Layer,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int],
+    padding: int | Sequence[int],
+    output_padding: int | Sequence[int],
+    groups: int,
+    bias: bool,
+    dilation: int | Sequence[int],
+    padding_mode: str,
+    rng: jax.Array | int | None,
+    dtype: Any,
+) -> Module:
+    who = record.kind
+    _check_channels(in_channels, out_channels, groups, who)
+    kernel = as_tuple(kernel_size, n, "kernel_size", who)
+    strides = as_tuple(stride, n, "stride", who)
+    pads = as_tuple(padding, n, "padding", who)
+    out_pad = as_tuple(output_padding, n, "output_padding", who)
+    dilations = as_tuple(dilation, n, "dilation", who)
+    for values, low, name in (
+        (kernel, 1, "kernel_size"),
+        (strides, 1, "stride"),
+        (pads, 0, "padding"),
+        (out_pad, 0, "output_padding"),
+        (dilations, 1, "dilation"),
+    ):
+        _check_min(values, low, name, who)
+    if any(op >= max(s, d) for op, s, d in zip(out_pad, strides, dilations, strict=True)):
+        raise ValueError(
+            f"{who}: output_padding {out_pad} must be smaller than either stride {strides} "
+            f"or dilation {dilations}"
+        )
+    if padding_mode != "zeros":
+        raise ValueError(f'{who}: only "zeros" padding mode is supported, found {padding_mode!r}')
+    weight_shape = (in_channels, out_channels // groups, *kernel)
+    tree = record.node(
+        _init_params(rng, who, weight_shape, out_channels, bias, dtype),
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel,
+        stride=strides,
+        padding=pads,
+        output_padding=out_pad,
+        groups=groups,
+        bias=bias,
+        dilation=dilations,
+        padding_mode=padding_mode,
+    )
+    return validate(tree), {}
+
+
+def ConvTranspose1d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    output_padding: int | Sequence[int] = 0,
+    groups: int = 1,
+    bias: bool = True,
+    dilation: int | Sequence[int] = 1,
+    padding_mode: str = "zeros",
+    *,
+    rng: jax.Array | int | None = None,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """A transposed 1-d convolution of `(N, C, L)` or `(C, L)`, as `torch.nn.ConvTranspose1d`.
+
+    Arguments (ints or 1-tuples), output size, params (`weight` of shape
+    `(in_channels, out_channels // groups, k)`) and initialisation as for
+    `ConvTranspose2d`.
+    """
+    return _make_conv_transpose(
+        1, _CONV_TRANSPOSE1D, in_channels, out_channels, kernel_size, stride, padding,
+        output_padding, groups, bias, dilation, padding_mode, rng, dtype,
+    )  # fmt: skip
 
 
 def ConvTranspose2d(
@@ -495,60 +588,44 @@ def ConvTranspose2d(
     `dilation`; `padding_mode` must be `"zeros"` (as in PyTorch). `rng` and `dtype` as
     for `Conv2d`.
     """
-    who = "ConvTranspose2d"
-    _check_channels(in_channels, out_channels, groups, who)
-    kernel = as_tuple(kernel_size, 2, "kernel_size", who)
-    strides = as_tuple(stride, 2, "stride", who)
-    pads = as_tuple(padding, 2, "padding", who)
-    out_pad = as_tuple(output_padding, 2, "output_padding", who)
-    dilations = as_tuple(dilation, 2, "dilation", who)
-    for values, low, name in (
-        (kernel, 1, "kernel_size"),
-        (strides, 1, "stride"),
-        (pads, 0, "padding"),
-        (out_pad, 0, "output_padding"),
-        (dilations, 1, "dilation"),
-    ):
-        _check_min(values, low, name, who)
-    if any(op >= max(s, d) for op, s, d in zip(out_pad, strides, dilations, strict=True)):
-        raise ValueError(
-            f"{who}: output_padding {out_pad} must be smaller than either stride {strides} "
-            f"or dilation {dilations}"
-        )
-    if padding_mode != "zeros":
-        raise ValueError(f'{who}: only "zeros" padding mode is supported, found {padding_mode!r}')
-    weight_shape = (in_channels, out_channels // groups, *kernel)
-    tree = _CONV_TRANSPOSE2D.node(
-        _init_params(rng, who, weight_shape, out_channels, bias, dtype),
-        in_channels=in_channels,
-        out_channels=out_channels,
-        kernel_size=kernel,
-        stride=strides,
-        padding=pads,
-        output_padding=out_pad,
-        groups=groups,
-        bias=bias,
-        dilation=dilations,
-        padding_mode=padding_mode,
-    )
-    return validate(tree), {}
-
-
-def _convert_conv_transpose2d(m: Any, convert_child: ConvertChild) -> Module:
-    return ConvTranspose2d(
-        m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding,
-        m.groups, has(m.bias), m.dilation, m.padding_mode, dtype=dtype_of(m),
+    return _make_conv_transpose(
+        2, _CONV_TRANSPOSE2D, in_channels, out_channels, kernel_size, stride, padding,
+        output_padding, groups, bias, dilation, padding_mode, rng, dtype,
     )  # fmt: skip
 
 
+def _conv_transpose_converter(constructor: Callable[..., Module]) -> Converter:
+    def convert(m: Any, convert_child: ConvertChild) -> Module:
+        return constructor(
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+            m.output_padding, m.groups, has(m.bias), m.dilation, m.padding_mode,
+            dtype=dtype_of(m),
+        )  # fmt: skip
+
+    return convert
+
+
+def _conv_transpose_params(n: int) -> dict[str, Any]:
+    return {
+        "weight": Float[Array, f"in_channels out_channels//groups {_KERNEL_DIMS[n]}"],
+        "bias": NotRequired[Float[Array, " out_channels"]],
+    }
+
+
+_CONV_TRANSPOSE_AUX = {**_CONV_AUX, "padding": tuple, "output_padding": tuple}
+_CONV_TRANSPOSE1D = layer(
+    "ConvTranspose1d",
+    conv_transpose1d_apply,
+    params=_conv_transpose_params(1),
+    aux=_CONV_TRANSPOSE_AUX,
+    torch="torch.nn.ConvTranspose1d",
+    converter=_conv_transpose_converter(ConvTranspose1d),
+)
 _CONV_TRANSPOSE2D = layer(
     "ConvTranspose2d",
     conv_transpose2d_apply,
-    params={
-        "weight": Float[Array, "in_channels out_channels//groups kernel_h kernel_w"],
-        "bias": NotRequired[Float[Array, " out_channels"]],
-    },
-    aux={**_CONV_AUX, "padding": tuple, "output_padding": tuple},
+    params=_conv_transpose_params(2),
+    aux=_CONV_TRANSPOSE_AUX,
     torch="torch.nn.ConvTranspose2d",
-    converter=_convert_conv_transpose2d,
+    converter=_conv_transpose_converter(ConvTranspose2d),
 )

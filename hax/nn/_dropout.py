@@ -1,16 +1,18 @@
-"""`Dropout`: zero inputs with probability `p` in training, scale the rest by `1/(1-p)`."""
+"""`Dropout`, `Dropout1d`, `Dropout2d`: zero inputs (or whole channels) with probability `p`
+in training, scale the rest by `1/(1-p)`."""
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-from jaxtyping import Array, Key
+from jaxtyping import Array, Float, Key
 from typing_extensions import TypedDict
 
 from .._rng import resolve_rng
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import ApplyFn, GlobalConfig, Module, StructureTree
 from .._validate import validate
-from ._layer import ConvertChild, layer
+from . import _functional as F
+from ._layer import ConvertChild, Layer, layer
 
 
 def read_train_mode(global_config: GlobalConfig, who: str) -> bool:
@@ -27,19 +29,50 @@ def read_train_mode(global_config: GlobalConfig, who: str) -> bool:
     return train_mode
 
 
+def _run(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: jax.Array,
+    fn: Callable[..., jax.Array],
+    who: str,
+) -> tuple[StructureTree, jax.Array]:
+    """`fn(x, p, rng=...)` in training, advancing the key; `fn(x, p, training=False)`
+    (the input, after `fn`'s shape checks) otherwise."""
+    p = tree["aux"]["p"]
+    if not read_train_mode(global_config, who) or p == 0.0:
+        return tree, fn(x, p, training=False)
+    key, sub = jax.random.split(tree["buffers"]["rng"])
+    new_tree: StructureTree = {**tree, "buffers": {**tree["buffers"], "rng": key}}
+    return new_tree, fn(x, p, rng=sub)
+
+
 def dropout_apply(
     tree: StructureTree, global_config: GlobalConfig, x: jax.Array
 ) -> tuple[StructureTree, jax.Array]:
     """Identity when `train_mode` is false; otherwise drop and rescale, advancing the key."""
-    p = tree["aux"]["p"]
-    if not read_train_mode(global_config, "Dropout") or p == 0.0:
-        return tree, x
-    key, sub = jax.random.split(tree["buffers"]["rng"])
-    new_tree: StructureTree = {**tree, "buffers": {**tree["buffers"], "rng": key}}
-    if p == 1.0:
-        return new_tree, jnp.zeros_like(x)
-    keep = jax.random.bernoulli(sub, 1.0 - p, jnp.shape(x))
-    return new_tree, jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
+    return _run(tree, global_config, x, F.dropout, "Dropout")
+
+
+def dropout1d_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch channels length"]
+) -> tuple[StructureTree, Float[Array, "*batch channels length"]]:
+    """Identity when `train_mode` is false; otherwise drop whole channels, advancing the key."""
+    return _run(tree, global_config, x, F.dropout1d, "Dropout1d")
+
+
+def dropout2d_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "batch channels *spatial"]
+) -> tuple[StructureTree, Float[Array, "batch channels *spatial"]]:
+    """Identity when `train_mode` is false; otherwise drop whole channels, advancing the key."""
+    return _run(tree, global_config, x, F.dropout2d, "Dropout2d")
+
+
+def _make(record: Layer, p: float, rng: jax.Array | int | None) -> Module:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{record.kind}: p must be in [0, 1], found {p}")
+    tree = record.node({}, {"rng": resolve_rng(rng, record.kind)}, p=float(p))
+    config = {"train_mode": True}
+    return validate(tree, config), config
 
 
 def Dropout(p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | None = None) -> Module:
@@ -52,27 +85,53 @@ def Dropout(p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | Non
     accepted for PyTorch compatibility and has no effect (JAX arrays are immutable;
     the result is the same).
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"Dropout: p must be in [0, 1], found {p}")
-    tree = _DROPOUT.node({}, {"rng": resolve_rng(rng, "Dropout")}, p=float(p))
-    config = {"train_mode": True}
-    return validate(tree, config), config
+    return _make(_DROPOUT, p, rng)
+
+
+def Dropout1d(
+    p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | None = None
+) -> Module:
+    """Channel dropout over `(N, C, L)` or `(C, L)` inputs, as `torch.nn.Dropout1d`.
+
+    In training each channel is zeroed as a whole with probability `p` (the others
+    scaled by `1/(1-p)`): neighbouring positions of a channel are correlated, so
+    element-wise dropout would barely regularise them. Buffers, config and `inplace`
+    as for `Dropout`.
+    """
+    return _make(_DROPOUT1D, p, rng)
+
+
+def Dropout2d(
+    p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | None = None
+) -> Module:
+    """Channel dropout over `(N, C, H, W)` inputs, as `torch.nn.Dropout2d`.
+
+    In training each channel is zeroed as a whole with probability `p` (the others
+    scaled by `1/(1-p)`). A 3D input is read as `(N, C, L)`, as PyTorch does (see
+    `hax.nn.functional.dropout2d`). Buffers, config and `inplace` as for `Dropout`.
+    """
+    return _make(_DROPOUT2D, p, rng)
 
 
 class DropoutBuffers(TypedDict):
     rng: Key[Array, ""]
 
 
-def _convert(m: Any, convert_child: ConvertChild) -> Module:
-    return Dropout(m.p)
+def _declare(kind: str, apply: ApplyFn, constructor: Callable[..., Module]) -> Layer:
+    def convert(m: Any, convert_child: ConvertChild) -> Module:
+        return constructor(m.p)
+
+    return layer(
+        kind,
+        apply,
+        buffers=DropoutBuffers,
+        aux={"p": float},
+        config={"train_mode": bool},
+        torch=f"torch.nn.{kind}",
+        converter=convert,
+    )
 
 
-_DROPOUT = layer(
-    "Dropout",
-    dropout_apply,
-    buffers=DropoutBuffers,
-    aux={"p": float},
-    config={"train_mode": bool},
-    torch="torch.nn.Dropout",
-    converter=_convert,
-)
+_DROPOUT = _declare("Dropout", dropout_apply, Dropout)
+_DROPOUT1D = _declare("Dropout1d", dropout1d_apply, Dropout1d)
+_DROPOUT2D = _declare("Dropout2d", dropout2d_apply, Dropout2d)

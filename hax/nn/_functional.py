@@ -1,9 +1,10 @@
 """Pure functions with `torch.nn.functional`'s names, arguments and defaults.
 
-Activations (`relu`, `gelu`, `silu`, `tanh`, `sigmoid`, `softmax`, `log_softmax`),
-`linear`, `bilinear`, `scaled_dot_product_attention` and the losses `cross_entropy`,
-`nll_loss`, `mse_loss`. The layers of `hax.nn` apply these, so a layer and its
-function always agree.
+Activations (`relu`, `relu6`, `gelu`, `silu`, `mish`, `hardswish`, `hardsigmoid`,
+`leaky_relu`, `elu`, `prelu`, `softplus`, `tanh`, `sigmoid`, `softmax`, `log_softmax`),
+`linear`, `bilinear`, `dropout` (and its channel forms), `scaled_dot_product_attention`
+and the losses `cross_entropy`, `nll_loss`, `mse_loss`. The layers of `hax.nn` apply
+these, so a layer and its function always agree.
 
 Differences from PyTorch, all forced by JAX or chosen for safety:
 - `inplace=` is accepted where PyTorch has it and has no effect (JAX arrays are
@@ -15,8 +16,11 @@ Differences from PyTorch, all forced by JAX or chosen for safety:
   positional call written for PyTorch's order fails loudly instead of binding wrongly.
 - A class index outside `[0, C)` that is not `ignore_index` gives a NaN loss (PyTorch
   raises; a jitted function cannot).
-- `scaled_dot_product_attention` takes its dropout key as `dropout_rng=` (PyTorch
-  draws from a global generator).
+- `scaled_dot_product_attention` takes its dropout key as `dropout_rng=` and
+  `dropout`/`dropout1d`/`dropout2d` as `rng=` (PyTorch draws from a global generator).
+- At the kinks of the piecewise activations the gradient is PyTorch's, which is not
+  always the one JAX's own functions give (`leaky_relu` at 0: `negative_slope`, where
+  `jax.nn.leaky_relu` gives 1).
 """
 
 import math
@@ -57,6 +61,77 @@ def gelu(input: ArrayLike, approximate: str = "none") -> jax.Array:
 def silu(input: ArrayLike, inplace: bool = False) -> jax.Array:
     """`x * sigmoid(x)`, as `torch.nn.functional.silu`; `inplace` is ignored."""
     return jax.nn.silu(input)
+
+
+def relu6(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`min(max(input, 0), 6)`, as `torch.nn.functional.relu6`; the gradient is 0 at 0
+    and 6, like PyTorch's. `inplace` is ignored."""
+    return jax.nn.relu6(input)
+
+
+def hardsigmoid(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`relu6(x + 3) / 6`, as `torch.nn.functional.hardsigmoid`; the gradient is 1/6
+    strictly inside (-3, 3) and 0 elsewhere, like PyTorch's. `inplace` is ignored."""
+    return jax.nn.relu6(jnp.asarray(input) + 3.0) / 6.0
+
+
+def hardswish(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`x * relu6(x + 3) / 6`, as `torch.nn.functional.hardswish`: 0 up to -3, `x` from 3,
+    `x * (x + 3) / 6` between, with PyTorch's gradient (0 at -3, 1 at 3). `inplace`
+    is ignored."""
+    x = jnp.asarray(input)
+    return jnp.where(x <= -3.0, jnp.zeros((), x.dtype), jnp.where(x < 3.0, x * (x + 3.0) / 6.0, x))
+
+
+def leaky_relu(input: ArrayLike, negative_slope: float = 0.01, inplace: bool = False) -> jax.Array:
+    """`x` where `x > 0`, else `negative_slope * x`, as `torch.nn.functional.leaky_relu`
+    (the gradient at 0 is `negative_slope`, like PyTorch's). `inplace` is ignored."""
+    x = jnp.asarray(input)
+    return jnp.where(x > 0, x, x * negative_slope)
+
+
+def elu(input: ArrayLike, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
+    """`x` where `x > 0`, else `alpha * (exp(x) - 1)`, as `torch.nn.functional.elu`
+    (the gradient at 0 is `alpha`, like PyTorch's). `inplace` is ignored."""
+    return jax.nn.elu(input, alpha)
+
+
+def mish(input: ArrayLike, inplace: bool = False) -> jax.Array:
+    """`x * tanh(softplus(x))`, as `torch.nn.functional.mish`. `inplace` is ignored."""
+    return jax.nn.mish(input)
+
+
+def softplus(input: ArrayLike, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
+    """`log(1 + exp(beta * x)) / beta`, and `x` itself where `beta * x > threshold`
+    (for numerical stability), as `torch.nn.functional.softplus`."""
+    x = jnp.asarray(input)
+    scaled = x * beta
+    # logaddexp(z, 0) = log(1 + exp(z)) without overflow, so the branch that `where`
+    # discards has a finite gradient (no NaN from 0 * inf).
+    return jnp.where(scaled > threshold, x, jnp.logaddexp(scaled, 0.0) / beta)
+
+
+def prelu(input: ArrayLike, weight: ArrayLike) -> jax.Array:
+    """`x` where `x > 0`, else `weight * x`, as `torch.nn.functional.prelu`.
+
+    `weight` is a scalar or has one entry per channel (axis 1 of the input; an input
+    of fewer than 2 dims has one channel), like PyTorch's.
+    """
+    x, w = jnp.asarray(input), jnp.asarray(weight)
+    if w.ndim > 1:
+        raise ValueError(f"prelu: weight must be a scalar or 1-d, found shape {w.shape}")
+    if w.size != 1:
+        channels = x.shape[1] if x.ndim > 1 else 1
+        if x.ndim == 0 or channels != w.size:
+            raise ValueError(
+                f"prelu: weight has {w.size} entries, one per channel, but the input of shape "
+                f"{x.shape} has {channels} (channels are axis 1; inputs of fewer than 2 dims "
+                "have 1)"
+            )
+        w = w.reshape((-1,) + (1,) * (x.ndim - 2))
+    else:
+        w = w.reshape(())
+    return jnp.where(x > 0, x, w * x)
 
 
 def tanh(input: ArrayLike) -> jax.Array:
@@ -296,15 +371,106 @@ def mse_loss(
     return _reduce(sq, reduction)
 
 
-# ---------------------------------------------------------------- attention
+# ---------------------------------------------------------------- dropout
 
 
-def _dropout(x: jax.Array, p: float, rng: jax.Array) -> jax.Array:
-    """Zero each element with probability `p`, scale the rest by `1 / (1 - p)`."""
+def _dropout(
+    x: jax.Array, p: float, rng: jax.Array, mask_shape: tuple[int, ...] | None = None
+) -> jax.Array:
+    """Zero each element with probability `p` (or each slice, with a `mask_shape` that
+    broadcasts to `x`), scale the rest by `1 / (1 - p)`."""
     if p >= 1.0:
         return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(rng, 1.0 - p, x.shape)
+    keep = jax.random.bernoulli(rng, 1.0 - p, x.shape if mask_shape is None else mask_shape)
     return jnp.where(keep, x / (1.0 - p), jnp.zeros((), x.dtype))
+
+
+def _dropout_key(p: float, training: bool, rng: jax.Array | None, who: str) -> jax.Array | None:
+    """The key to drop with, or None when nothing is dropped; checks `p` like PyTorch."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{who}: dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return None
+    if rng is None:
+        raise ValueError(
+            f"{who}: training with p={p} needs a PRNG key: pass rng=jax.random.key(...), "
+            "or training=False to evaluate"
+        )
+    return rng
+
+
+def dropout(
+    input: ArrayLike,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    rng: jax.Array | None = None,
+) -> jax.Array:
+    """Dropout, as `torch.nn.functional.dropout`: with `training`, zero each element with
+    probability `p` and scale the rest by `1 / (1 - p)`; otherwise the input as is.
+
+    `rng` is the PRNG key to draw with (PyTorch uses its global generator); it is
+    needed when `training` and `p > 0`. `inplace` is ignored.
+    """
+    x = jnp.asarray(input)
+    key = _dropout_key(p, training, rng, "dropout")
+    return x if key is None else _dropout(x, p, key)
+
+
+def _channel_mask(x: jax.Array, batched: bool) -> tuple[int, ...]:
+    """One mask entry per channel (and sample): the spatial axes are broadcast."""
+    lead = 2 if batched else 1
+    return x.shape[:lead] + (1,) * (x.ndim - lead)
+
+
+def dropout1d(
+    input: ArrayLike,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    rng: jax.Array | None = None,
+) -> jax.Array:
+    """Channel dropout, as `torch.nn.functional.dropout1d`: every channel of an `(N, C, L)`
+    or `(C, L)` input is zeroed as a whole with probability `p` (the others scaled by
+    `1 / (1 - p)`). `rng` as for `dropout`; `inplace` is ignored."""
+    x = jnp.asarray(input)
+    if x.ndim not in (2, 3):
+        raise ValueError(
+            f"dropout1d: expected a 2D (C, L) or 3D (N, C, L) input, found shape {x.shape}"
+        )
+    key = _dropout_key(p, training, rng, "dropout1d")
+    return x if key is None else _dropout(x, p, key, _channel_mask(x, x.ndim == 3))
+
+
+def dropout2d(
+    input: ArrayLike,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    rng: jax.Array | None = None,
+) -> jax.Array:
+    """Channel dropout, as `torch.nn.functional.dropout2d`: every channel of an
+    `(N, C, H, W)` input is zeroed as a whole with probability `p` (the others scaled
+    by `1 / (1 - p)`). `rng` as for `dropout`; `inplace` is ignored.
+
+    A 3D input is read as `(N, C, L)`, as PyTorch reads it (and documents for
+    `Dropout2d`), not as an unbatched `(C, H, W)`: each `(n, c)` row is dropped. Other
+    ranks raise (PyTorch warns that they will).
+    """
+    x = jnp.asarray(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"dropout2d: expected a 4D (N, C, H, W) input, or 3D read as (N, C, L), found "
+            f"shape {x.shape}; use dropout for element-wise dropout"
+        )
+    key = _dropout_key(p, training, rng, "dropout2d")
+    return x if key is None else _dropout(x, p, key, _channel_mask(x, batched=True))
+
+
+# ---------------------------------------------------------------- attention
 
 
 def attention_and_weights(

@@ -1,4 +1,5 @@
-"""Normalisation layers: `BatchNorm1d`, `BatchNorm2d`, `LayerNorm`, `GroupNorm`, `RMSNorm`.
+"""Normalisation layers: `BatchNorm1d/2d`, `InstanceNorm1d/2d`, `LayerNorm`, `GroupNorm`,
+`RMSNorm`, and the function `layer_norm`.
 
 PyTorch's names, layouts, defaults and running-statistics updates. Statistics are
 computed in at least float32 and the output has the input's dtype.
@@ -15,11 +16,13 @@ them once, or with the default `out_axes=0` take one copy,
 """
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NotRequired
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int
 from typing_extensions import TypedDict
 
@@ -113,27 +116,39 @@ def _batch_norm(
             momentum = aux["momentum"]
             # momentum=None: a cumulative moving average, as PyTorch.
             factor = 1.0 / num_batches.astype(xc.dtype) if momentum is None else momentum
-            # Buffers carry no gradient (PyTorch updates them under no_grad).
-            batch_mean = jax.lax.stop_gradient(mean)
-            unbiased = jax.lax.stop_gradient(var) * (count / (count - 1))
-            running_mean, running_var = buffers["running_mean"], buffers["running_var"]
-            new_mean = (1 - factor) * running_mean + factor * batch_mean
-            new_var = (1 - factor) * running_var + factor * unbiased
-            new_buffers = {
-                **buffers,
-                "running_mean": new_mean.astype(running_mean.dtype),
-                "running_var": new_var.astype(running_var.dtype),
-                "num_batches_tracked": num_batches,
-            }
+            running = _running_stats(buffers, mean, var, count, factor)
+            new_buffers = {**buffers, **running, "num_batches_tracked": num_batches}
             new_tree = {**tree, "buffers": new_buffers}
     else:
         mean, var = buffers["running_mean"], buffers["running_var"]
     y = (xc - mean.reshape(keep)) * jax.lax.rsqrt(var.reshape(keep) + aux["eps"])
+    return new_tree, _scale_shift(y, params, keep).astype(x.dtype)
+
+
+def _running_stats(
+    buffers: dict[str, Any], mean: jax.Array, var: jax.Array, count: int, factor: Any
+) -> dict[str, jax.Array]:
+    """PyTorch's update of `running_mean`/`running_var`: `(1 - factor) * running + factor *
+    batch statistic`, with the unbiased variance of `count` values. Buffers carry no
+    gradient (PyTorch updates them under no_grad)."""
+    batch_mean = jax.lax.stop_gradient(mean)
+    unbiased = jax.lax.stop_gradient(var) * (count / (count - 1))
+    running_mean, running_var = buffers["running_mean"], buffers["running_var"]
+    new_mean = (1 - factor) * running_mean + factor * batch_mean
+    new_var = (1 - factor) * running_var + factor * unbiased
+    return {
+        "running_mean": new_mean.astype(running_mean.dtype),
+        "running_var": new_var.astype(running_var.dtype),
+    }
+
+
+def _scale_shift(y: jax.Array, params: dict[str, Any], keep: tuple[int, ...]) -> jax.Array:
+    """`y * weight + bias` with per-channel params reshaped to `keep`, where present."""
     if "weight" in params:
         y = y * params["weight"].reshape(keep)
     if "bias" in params:
         y = y + params["bias"].reshape(keep)
-    return new_tree, y.astype(x.dtype)
+    return y
 
 
 def batch_norm1d_apply(
@@ -159,17 +174,10 @@ def batch_norm2d_apply(
     return _batch_norm(tree, global_config, x, "BatchNorm2d")
 
 
-def _make_batch_norm(
-    record: Layer,
-    num_features: int,
-    eps: float,
-    momentum: float | None,
-    affine: bool,
-    track_running_stats: bool,
-    bias: bool,
-    axis_name: str | None,
-    dtype: Any,
-) -> Module:
+def _channel_state(
+    num_features: int, affine: bool, bias: bool, track_running_stats: bool, dtype: Any
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """PyTorch's `_NormBase` params (`weight` ones, `bias` zeros) and buffers."""
     params = {}
     if affine:
         params["weight"] = _init.full((num_features,), 1.0, dtype)
@@ -183,6 +191,21 @@ def _make_batch_norm(
             # PyTorch's int64; JAX's default int (int32 unless jax_enable_x64 is on).
             "num_batches_tracked": jnp.zeros((), int),
         }
+    return params, buffers
+
+
+def _make_batch_norm(
+    record: Layer,
+    num_features: int,
+    eps: float,
+    momentum: float | None,
+    affine: bool,
+    track_running_stats: bool,
+    bias: bool,
+    axis_name: str | None,
+    dtype: Any,
+) -> Module:
+    params, buffers = _channel_state(num_features, affine, bias, track_running_stats, dtype)
     tree = record.node(
         params,
         buffers,
@@ -315,6 +338,186 @@ _BATCH_NORM2D = layer(
     float32=True,
 )
 
+# ---------------------------------------------------------------- InstanceNorm
+
+
+def _instance_norm(
+    tree: StructureTree, global_config: GlobalConfig, x: jax.Array, n: int, kind: str
+) -> tuple[StructureTree, jax.Array]:
+    """PyTorch's `_InstanceNorm.forward` for an `(N, C, *spatial)` or `(C, *spatial)` input
+    with `n` spatial axes: each sample's channel is normalised over its spatial axes."""
+    if x.ndim not in (n + 1, n + 2):
+        raise ValueError(
+            f"{kind}: expected {n + 1}D (unbatched) or {n + 2}D input (got {x.ndim}D input)"
+        )
+    train = read_train_mode(global_config, kind)
+    aux, params, buffers = tree["aux"], tree["params"], tree["buffers"]
+    unbatched = x.ndim == n + 1
+    xb = x[None] if unbatched else x
+    num_features, tracking = aux["num_features"], "running_mean" in buffers
+    if xb.shape[1] != num_features:
+        message = (
+            f"{kind}: the input has {xb.shape[1]} channels (shape {tuple(x.shape)}), but the "
+            f"layer was built with num_features={num_features}"
+        )
+        if params or tracking:
+            raise ValueError(message)
+        warnings.warn(message + "; the statistics are per channel, so it runs", stacklevel=2)
+    keep = (1, num_features) + (1,) * n
+    xc = xb.astype(_compute_dtype(xb))
+    new_tree = tree
+    if train or not tracking:  # PyTorch's use_input_stats
+        count = math.prod(xb.shape[2:])
+        if count == 1:
+            raise ValueError(
+                f"{kind}: expected more than 1 spatial element when training, got input "
+                f"shape {tuple(x.shape)}"
+            )
+        axes = tuple(range(2, xb.ndim))
+        mean = jnp.mean(xc, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(xc - mean), axis=axes, keepdims=True)
+        if train and tracking:
+            # PyTorch averages the per-sample statistics over the batch; momentum=None
+            # is a factor of 0 here (InstanceNorm keeps no count: num_batches_tracked
+            # stays 0, as in PyTorch).
+            factor = 0.0 if aux["momentum"] is None else aux["momentum"]
+            batch_mean, batch_var = mean.mean(0).reshape(-1), var.mean(0).reshape(-1)
+            running = _running_stats(buffers, batch_mean, batch_var, count, factor)
+            new_tree = {**tree, "buffers": {**buffers, **running}}
+    else:
+        mean = buffers["running_mean"].reshape(keep)
+        var = buffers["running_var"].reshape(keep)
+    y = _scale_shift((xc - mean) * jax.lax.rsqrt(var + aux["eps"]), params, keep)
+    y = y.astype(x.dtype)
+    return new_tree, y[0] if unbatched else y
+
+
+def instance_norm1d_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[Array, "*batch num_features length"],
+) -> tuple[StructureTree, Float[Array, "*batch num_features length"]]:
+    """Normalise each channel of each sample of `(N, C, L)` or `(C, L)` over `L`; update
+    running stats in training when tracked."""
+    return _instance_norm(tree, global_config, x, 1, "InstanceNorm1d")
+
+
+def instance_norm2d_apply(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[Array, "*batch num_features height width"],
+) -> tuple[StructureTree, Float[Array, "*batch num_features height width"]]:
+    """Normalise each channel of each sample of `(N, C, H, W)` or `(C, H, W)` over `H, W`;
+    update running stats in training when tracked."""
+    return _instance_norm(tree, global_config, x, 2, "InstanceNorm2d")
+
+
+def _make_instance_norm(
+    record: Layer,
+    num_features: int,
+    eps: float,
+    momentum: float | None,
+    affine: bool,
+    track_running_stats: bool,
+    dtype: Any,
+) -> Module:
+    params, buffers = _channel_state(num_features, affine, True, track_running_stats, dtype)
+    tree = record.node(
+        params,
+        buffers,
+        num_features=num_features,
+        eps=float(eps),
+        momentum=None if momentum is None else float(momentum),
+        affine=affine,
+        track_running_stats=track_running_stats,
+    )
+    config = {"train_mode": True}
+    return validate(tree, config), config
+
+
+def InstanceNorm1d(
+    num_features: int,
+    eps: float = 1e-5,
+    momentum: float | None = 0.1,
+    affine: bool = False,
+    track_running_stats: bool = False,
+    *,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """Instance normalisation of `(N, C, L)` or `(C, L)`, as `torch.nn.InstanceNorm1d`.
+
+    Each sample's channel is normalised with its own mean and biased variance over
+    `L` (style transfer, small batches). With `track_running_stats`, training updates
+    `running_mean`/`running_var` with the batch average of those statistics (unbiased
+    variance), as PyTorch does (`momentum=None` leaves them unchanged there, and
+    `num_batches_tracked` stays 0), and evaluation normalises with them; otherwise
+    train and eval are the same. Reads `global_config["train_mode"]`; the returned
+    config is `{"train_mode": True}`.
+
+    Params `weight` (ones) and `bias` (zeros) of shape `(num_features,)` when
+    `affine`; buffers as `BatchNorm1d`'s when `track_running_stats`. `dtype` is
+    their dtype.
+    """
+    return _make_instance_norm(
+        _INSTANCE_NORM1D, num_features, eps, momentum, affine, track_running_stats, dtype
+    )
+
+
+def InstanceNorm2d(
+    num_features: int,
+    eps: float = 1e-5,
+    momentum: float | None = 0.1,
+    affine: bool = False,
+    track_running_stats: bool = False,
+    *,
+    dtype: Any = jnp.float32,
+) -> Module:
+    """Instance normalisation of `(N, C, H, W)` or `(C, H, W)`, as `torch.nn.InstanceNorm2d`:
+    statistics over `H, W`; otherwise exactly `InstanceNorm1d`."""
+    return _make_instance_norm(
+        _INSTANCE_NORM2D, num_features, eps, momentum, affine, track_running_stats, dtype
+    )
+
+
+def _instance_norm_converter(constructor: Callable[..., Module]) -> Converter:
+    def convert(m: Any, convert_child: ConvertChild) -> Module:
+        return constructor(
+            m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, dtype=dtype_of(m)
+        )
+
+    return convert
+
+
+_INSTANCE_NORM_AUX = {
+    "num_features": int,
+    "eps": float,
+    "momentum": float | None,
+    "affine": bool,
+    "track_running_stats": bool,
+}
+_INSTANCE_NORM1D = layer(
+    "InstanceNorm1d",
+    instance_norm1d_apply,
+    params=BatchNormParams,
+    buffers=BatchNormBuffers,
+    aux=_INSTANCE_NORM_AUX,
+    config={"train_mode": bool},
+    torch="torch.nn.InstanceNorm1d",
+    converter=_instance_norm_converter(InstanceNorm1d),
+    float32=True,
+)
+_INSTANCE_NORM2D = layer(
+    "InstanceNorm2d",
+    instance_norm2d_apply,
+    params=BatchNormParams,
+    buffers=BatchNormBuffers,
+    aux=_INSTANCE_NORM_AUX,
+    config={"train_mode": bool},
+    torch="torch.nn.InstanceNorm2d",
+    converter=_instance_norm_converter(InstanceNorm2d),
+    float32=True,
+)
+
 # ---------------------------------------------------------------- LayerNorm / RMSNorm
 
 
@@ -342,9 +545,53 @@ def _check_param(value: jax.Array, shape: tuple[int, ...], name: str, kind: str)
     # validate cannot tie a variadic dim to a tuple in aux; a wrong shape would broadcast.
     if tuple(value.shape) != shape:
         raise ValueError(
-            f"{kind}: params.{name} has shape {tuple(value.shape)}, expected "
-            f"normalized_shape={shape}"
+            f"{kind}: {name} has shape {tuple(value.shape)}, expected normalized_shape={shape}"
         )
+
+
+def _layer_norm(
+    x: jax.Array,
+    shape: tuple[int, ...],
+    weight: jax.Array | None,
+    bias: jax.Array | None,
+    eps: float,
+    kind: str,
+    prefix: str,
+) -> jax.Array:
+    axes = _check_trailing(x, shape, kind)
+    xc = x.astype(_compute_dtype(x))
+    mean = jnp.mean(xc, axis=axes, keepdims=True)
+    centered = xc - mean
+    var = jnp.mean(jnp.square(centered), axis=axes, keepdims=True)
+    y = centered * jax.lax.rsqrt(var + eps)
+    if weight is not None:
+        _check_param(weight, shape, prefix + "weight", kind)
+        y = y * weight
+    if bias is not None:
+        _check_param(bias, shape, prefix + "bias", kind)
+        y = y + bias
+    return y.astype(x.dtype)
+
+
+def layer_norm(
+    input: ArrayLike,
+    normalized_shape: int | tuple[int, ...] | list[int],
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    eps: float = 1e-5,
+) -> jax.Array:
+    """Layer normalisation over the trailing `normalized_shape` dims, as
+    `torch.nn.functional.layer_norm`: `(x - mean) / sqrt(var + eps) * weight + bias`,
+    with the biased variance, computed in at least float32, in the input's dtype."""
+    return _layer_norm(
+        jnp.asarray(input),
+        _as_shape(normalized_shape, "layer_norm"),
+        None if weight is None else jnp.asarray(weight),
+        None if bias is None else jnp.asarray(bias),
+        eps,
+        "layer_norm",
+        "",
+    )
 
 
 class LayerNormParams(TypedDict):
@@ -356,22 +603,11 @@ def layer_norm_apply(
     tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """Normalise over the trailing `normalized_shape` dims (biased variance), then scale
-    and shift."""
+    and shift: `layer_norm` with the node's params."""
     aux, params = tree["aux"], tree["params"]
-    shape = aux["normalized_shape"]
-    axes = _check_trailing(x, shape, "LayerNorm")
-    xc = x.astype(_compute_dtype(x))
-    mean = jnp.mean(xc, axis=axes, keepdims=True)
-    centered = xc - mean
-    var = jnp.mean(jnp.square(centered), axis=axes, keepdims=True)
-    y = centered * jax.lax.rsqrt(var + aux["eps"])
-    if "weight" in params:
-        _check_param(params["weight"], shape, "weight", "LayerNorm")
-        y = y * params["weight"]
-    if "bias" in params:
-        _check_param(params["bias"], shape, "bias", "LayerNorm")
-        y = y + params["bias"]
-    return tree, y.astype(x.dtype)
+    weight, bias = params.get("weight"), params.get("bias")
+    shape, eps = aux["normalized_shape"], aux["eps"]
+    return tree, _layer_norm(x, shape, weight, bias, eps, "LayerNorm", "params.")
 
 
 def LayerNorm(
@@ -443,7 +679,7 @@ def rms_norm_apply(
         eps = float(jnp.finfo(xc.dtype).eps)  # type: ignore[no-untyped-call]  # untyped in jax
     y = xc * jax.lax.rsqrt(jnp.mean(jnp.square(xc), axis=axes, keepdims=True) + eps)
     if "weight" in params:
-        _check_param(params["weight"], shape, "weight", "RMSNorm")
+        _check_param(params["weight"], shape, "params.weight", "RMSNorm")
         y = y * params["weight"]
     return tree, y.astype(x.dtype)
 
@@ -521,11 +757,7 @@ def group_norm_apply(
     var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
     y = (centered * jax.lax.rsqrt(var + aux["eps"])).reshape(x.shape)
     keep = (1, channels) + (1,) * (x.ndim - 2)
-    if "weight" in params:
-        y = y * params["weight"].reshape(keep)
-    if "bias" in params:
-        y = y + params["bias"].reshape(keep)
-    return tree, y.astype(x.dtype)
+    return tree, _scale_shift(y, params, keep).astype(x.dtype)
 
 
 def GroupNorm(

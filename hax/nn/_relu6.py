@@ -2,11 +2,11 @@
 
 from typing import Any
 
-import jax
 from jaxtyping import Array, Float
 
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
+from . import _functional as F
 from ._layer import ConvertChild, layer
 
 
@@ -14,7 +14,7 @@ def relu6_apply(
     tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`min(max(x, 0), 6)` elementwise; the gradient is 0 at 0 and 6, like PyTorch's."""
-    return tree, jax.nn.relu6(x)
+    return tree, F.relu6(x)
 
 
 def ReLU6(inplace: bool = False) -> Module:

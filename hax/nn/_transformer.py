@@ -2,6 +2,8 @@
 
 Submodule names follow PyTorch, so a PyTorch `state_dict` maps on by path:
 `layers.0.self_attn.in_proj_weight` is `layers/0/self_attn/params/in_proj_weight`.
+The blocks, the layer stack and the converters here serve the decoder
+(`hax.nn._transformer_decoder`) too.
 """
 
 from collections.abc import Callable
@@ -22,17 +24,17 @@ from .._validate import validate
 from ._attention import Mask, MultiheadAttention
 from ._dropout import Dropout
 from ._functional import gelu, relu
-from ._layer import ConvertChild, layer
+from ._layer import ConvertChild, Converter, Layer, layer
 from ._linear import Linear
 from ._norm import LayerNorm
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": relu, "gelu": gelu}
 
 _CALLABLE_ACTIVATION = (
-    "TransformerEncoderLayer: activation must be 'relu' or 'gelu', found a {kind}. A "
-    "function cannot be stored in a node's aux (static, JSON-like values only). For "
-    "another activation, write a layer of your own from these parts (see "
-    "hax.StateOrganizer), or replace this one's apply."
+    "{who}: activation must be 'relu' or 'gelu', found a {kind}. A function cannot be "
+    "stored in a node's aux (static, JSON-like values only). For another activation, "
+    "write a layer of your own from these parts (see hax.StateOrganizer), or replace "
+    "this one's apply."
 )
 
 
@@ -40,6 +42,104 @@ def generate_square_subsequent_mask(sz: int, dtype: DTypeLike = jnp.float32) -> 
     """The `(sz, sz)` causal mask, as `torch.nn.Transformer.generate_square_subsequent_mask`:
     `-inf` above the diagonal (key `j > i` hidden from query `i`), 0 elsewhere."""
     return jnp.where(jnp.triu(jnp.ones((sz, sz), jnp.bool_), k=1), -jnp.inf, 0.0).astype(dtype)
+
+
+# ---------------------------------------------------------------- blocks shared with the decoder
+
+Run = Callable[..., Any]
+"""`run(name, *args, **kwargs)`: apply the child `name`, keeping its new tree."""
+
+
+def children_runner(
+    tree: StructureTree, global_config: GlobalConfig
+) -> tuple[dict[str, StructureTree], Run]:
+    """A copy of the node's children and `run`, which applies one by name and stores its
+    new tree in that copy (for the node's new tree)."""
+    children = dict(tree["submodules"])
+
+    def run(name: str, *args: Any, **kwargs: Any) -> Any:
+        children[name], out = apply_tree(children[name], global_config, *args, **kwargs)
+        return out
+
+    return children, run
+
+
+def attention_block(
+    run: Run,
+    attention: str,
+    dropout: str,
+    x: jax.Array,
+    memory: jax.Array,
+    mask: Mask,
+    key_padding_mask: Mask,
+    is_causal: bool,
+) -> jax.Array:
+    """`dropout(attention(x, memory, memory, mask, key_padding_mask)[0])`: PyTorch's
+    `_sa_block` (with `memory = x`) and `_mha_block`."""
+    out, _ = run(
+        attention,
+        x,
+        memory,
+        memory,
+        attn_mask=mask,
+        key_padding_mask=key_padding_mask,
+        need_weights=False,
+        is_causal=is_causal,
+    )
+    return run(dropout, out)  # type: ignore[no-any-return]  # a child's output
+
+
+def feed_forward_block(run: Run, activation: str, dropout: str, x: jax.Array) -> jax.Array:
+    """`dropout(linear2(dropout(activation(linear1(x)))))`: PyTorch's `_ff_block`."""
+    h = run("dropout", _ACTIVATIONS[activation](run("linear1", x)))
+    return run(dropout, run("linear2", h))  # type: ignore[no-any-return]  # as above
+
+
+def check_activation(activation: Any, who: str) -> None:
+    """Raise unless `activation` is `"relu"` or `"gelu"` (a function cannot be stored in aux)."""
+    if not isinstance(activation, str):
+        raise TypeError(_CALLABLE_ACTIVATION.format(who=who, kind=type(activation).__name__))
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"{who}: activation should be 'relu' or 'gelu', not {activation!r}")
+
+
+def layer_modules(
+    blocks: int,
+    d_model: int,
+    nhead: int,
+    dim_feedforward: int,
+    dropout: float,
+    layer_norm_eps: float,
+    batch_first: bool,
+    bias: bool,
+    key: jax.Array,
+    dtype: Any,
+) -> dict[str, Module]:
+    """The submodules of an encoder (2 blocks) or decoder (3 blocks) layer, with PyTorch's
+    names, order and initialisation: `self_attn` (`multihead_attn`), `linear1`,
+    `dropout`, `linear2`, `norm1`.., `dropout1`.."""
+    keys = jax.random.split(key, 2 * blocks + 2)
+    # keys in the encoder layer's order (self_attn, linear1, dropout, linear2,
+    # dropout1, ...); the decoder's multihead_attn takes the last one
+    attention = {
+        "self_attn": keys[0],
+        **({"multihead_attn": keys[2 * blocks + 1]} if blocks == 3 else {}),
+    }
+    modules: dict[str, Module] = {
+        name: MultiheadAttention(
+            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+            rng=k, dtype=dtype,
+        )
+        for name, k in attention.items()
+    }  # fmt: skip
+    modules["linear1"] = Linear(d_model, dim_feedforward, bias=bias, rng=keys[1], dtype=dtype)
+    modules["dropout"] = Dropout(dropout, rng=keys[2])
+    modules["linear2"] = Linear(dim_feedforward, d_model, bias=bias, rng=keys[3], dtype=dtype)
+    for i in range(1, blocks + 1):
+        modules[f"norm{i}"] = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
+    for i in range(1, blocks + 1):
+        modules[f"dropout{i}"] = Dropout(dropout, rng=keys[3 + i])
+    return modules
 
 
 # ---------------------------------------------------------------- TransformerEncoderLayer
@@ -65,28 +165,14 @@ def transformer_encoder_layer_apply(
     `key_padding_mask`; `is_causal` is the hint described there.
     """
     aux = tree["aux"]
-    children = dict(tree["submodules"])
-
-    def run(name: str, *args: Any, **kwargs: Any) -> Any:
-        children[name], out = apply_tree(children[name], global_config, *args, **kwargs)
-        return out
+    children, run = children_runner(tree, global_config)
 
     def self_attention(x: jax.Array) -> jax.Array:
-        out, _ = run(
-            "self_attn",
-            x,
-            x,
-            x,
-            attn_mask=src_mask,
-            key_padding_mask=src_key_padding_mask,
-            need_weights=False,
-            is_causal=is_causal,
-        )
-        return run("dropout1", out)  # type: ignore[no-any-return]  # a child's output
+        mask, padding = src_mask, src_key_padding_mask
+        return attention_block(run, "self_attn", "dropout1", x, x, mask, padding, is_causal)
 
     def feed_forward(x: jax.Array) -> jax.Array:
-        h = run("dropout", _ACTIVATIONS[aux["activation"]](run("linear1", x)))
-        return run("dropout2", run("linear2", h))  # type: ignore[no-any-return]  # as above
+        return feed_forward_block(run, aux["activation"], "dropout2", x)
 
     x = src
     if aux["norm_first"]:
@@ -129,26 +215,12 @@ def TransformerEncoderLayer(
     - `rng`: a PRNG key (or int seed); defaults to the next key of `hax.rng_context`.
     - `dtype`: the params' dtype.
     """
-    if not isinstance(activation, str):
-        raise TypeError(_CALLABLE_ACTIVATION.format(kind=type(activation).__name__))
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"TransformerEncoderLayer: activation should be 'relu' or 'gelu', not {activation!r}"
-        )
-    keys = jax.random.split(resolve_rng(rng, "TransformerEncoderLayer"), 6)
-    modules: dict[str, Module] = {
-        "self_attn": MultiheadAttention(
-            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
-            rng=keys[0], dtype=dtype,
-        ),
-        "linear1": Linear(d_model, dim_feedforward, bias=bias, rng=keys[1], dtype=dtype),
-        "dropout": Dropout(dropout, rng=keys[2]),
-        "linear2": Linear(dim_feedforward, d_model, bias=bias, rng=keys[3], dtype=dtype),
-        "norm1": LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype),
-        "norm2": LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype),
-        "dropout1": Dropout(dropout, rng=keys[4]),
-        "dropout2": Dropout(dropout, rng=keys[5]),
-    }  # fmt: skip
+    who = "TransformerEncoderLayer"
+    check_activation(activation, who)
+    modules = layer_modules(
+        2, d_model, nhead, dim_feedforward, dropout, layer_norm_eps, batch_first, bias,
+        resolve_rng(rng, who), dtype,
+    )  # fmt: skip
     tree = _TRANSFORMER_ENCODER_LAYER.node(
         {},
         {},
@@ -160,8 +232,8 @@ def TransformerEncoderLayer(
     return validate(tree, config), config
 
 
-def _activation_name(m: Any) -> str:
-    """`"relu"` or `"gelu"`: the activations HAX's `TransformerEncoderLayer` takes."""
+def activation_name(m: Any) -> str:
+    """`"relu"` or `"gelu"`: the activations HAX's Transformer layers take."""
     import torch  # loaded already: `m` is a torch module
 
     activation = m.activation
@@ -171,10 +243,11 @@ def _activation_name(m: Any) -> str:
         isinstance(activation, torch.nn.GELU) and activation.approximate == "none"
     ):
         return "gelu"
+    kind = type(m).__name__
     raise ValueError(
-        f"activation {activation!r} is not supported: HAX's TransformerEncoderLayer takes "
-        "'relu' or 'gelu' (exact); build the torch layer with one of those, or convert the "
-        "layer with `applies={TransformerEncoderLayer: my_apply}`"
+        f"activation {activation!r} is not supported: HAX's {kind} takes 'relu' or 'gelu' "
+        f"(exact); build the torch layer with one of those, or convert the layer with "
+        f"`applies={{{kind}: my_apply}}`"
     )
 
 
@@ -185,7 +258,7 @@ def _convert_encoder_layer(m: Any, convert_child: ConvertChild) -> Module:
         attention.num_heads,
         m.linear1.out_features,
         m.dropout.p,
-        _activation_name(m),
+        activation_name(m),
         m.norm1.eps,
         attention.batch_first,
         m.norm_first,
@@ -253,19 +326,31 @@ def transformer_encoder_apply(
     `mask`'s values) is passed on as `False`, which gives the same result since HAX
     always applies `mask`.
     """
+    return run_stack(
+        tree,
+        global_config,
+        "TransformerEncoder",
+        src,
+        src_mask=mask,
+        is_causal=is_causal is True,
+        src_key_padding_mask=src_key_padding_mask,
+    )
+
+
+def run_stack(
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    who: str,
+    x: jax.Array,
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[StructureTree, jax.Array]:
+    """`x = layer(x, *args, **kwargs)` for `layers/0`, `layers/1`, ..., then `norm` if any."""
     children = dict(tree["submodules"])
     layers = children["layers"]
     layer_trees = dict(layers["submodules"])
-    x = src
-    for name in numbered_children(layers, "TransformerEncoder.layers"):
-        layer_trees[name], x = apply_tree(
-            layer_trees[name],
-            global_config,
-            x,
-            src_mask=mask,
-            is_causal=is_causal is True,
-            src_key_padding_mask=src_key_padding_mask,
-        )
+    for name in numbered_children(layers, f"{who}.layers"):
+        layer_trees[name], x = apply_tree(layer_trees[name], global_config, x, *args, **kwargs)
     children["layers"] = {**layers, "submodules": layer_trees}
     if "norm" in children:
         children["norm"], x = apply_tree(children["norm"], global_config, x)
@@ -302,17 +387,24 @@ def TransformerEncoder(
 
     The config is the merge of the layer's and the norm's.
     """
-    encoder = as_module(encoder_layer)
-    if encoder is None:
+    return make_stack(_TRANSFORMER_ENCODER, "encoder_layer", encoder_layer, num_layers, norm)
+
+
+def make_stack(
+    record: Layer, arg: str, layer_module: Module, num_layers: int, norm: Module | None
+) -> Module:
+    """A node of `record` holding `num_layers` copies of `layer_module` (the argument
+    `arg`) under `layers` and the optional `norm`; the config is the merge of theirs."""
+    who = record.kind
+    stacked = as_module(layer_module)
+    if stacked is None:
         raise TypeError(
-            f"TransformerEncoder: encoder_layer is a {type(encoder_layer).__name__}; expected "
-            "a module `(tree, config)` such as hax.nn.TransformerEncoderLayer(512, 8)"
+            f"{who}: {arg} is a {type(layer_module).__name__}; expected a module "
+            f"`(tree, config)` such as hax.nn.{who}Layer(512, 8)"
         )
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-        raise ValueError(
-            f"TransformerEncoder: num_layers must be a non-negative int, found {num_layers!r}"
-        )
-    layer_tree, config = encoder
+        raise ValueError(f"{who}: num_layers must be a non-negative int, found {num_layers!r}")
+    layer_tree, config = stacked
     configs = [config]
     layers = _MODULE_LIST.node(
         {}, {}, {str(i): _copy_layer(layer_tree, i) for i in range(num_layers)}
@@ -322,30 +414,35 @@ def TransformerEncoder(
         norm_module = as_module(norm)
         if norm_module is None:
             raise TypeError(
-                f"TransformerEncoder: norm is a {type(norm).__name__}; expected a module "
+                f"{who}: norm is a {type(norm).__name__}; expected a module "
                 "`(tree, config)` such as hax.nn.LayerNorm(d_model), or None"
             )
         submodules["norm"] = norm_module[0]
         configs.append(norm_module[1])
     merged = merge_configs(*configs)
-    return validate(_TRANSFORMER_ENCODER.node({}, {}, submodules), merged), merged
+    return validate(record.node({}, {}, submodules), merged), merged
 
 
-def _convert_encoder(m: Any, convert_child: ConvertChild) -> Module:
-    """HAX's `TransformerEncoder` copies one layer `num_layers` times, like PyTorch's; the
-    torch layers must therefore agree in everything but their weights."""
-    layers = [convert_child(f"layers/{i}", child) for i, child in enumerate(m.layers)]
-    first = bind_module(*layers[0])[1]
-    for i, child in enumerate(layers[1:], start=1):
-        if bind_module(*child)[1] != first:
-            raise ValueError(
-                f"layers/{i} differs from layers/0 in its configuration (not only its "
-                "weights), but HAX's TransformerEncoder repeats one layer; convert this "
-                "model with `applies={TransformerEncoder: my_apply}` to keep its layers as "
-                "they are"
-            )
-    norm = None if m.norm is None else convert_child("norm", m.norm)
-    return TransformerEncoder(layers[0], m.num_layers, norm=norm)
+def stack_converter(constructor: Callable[..., Module]) -> Converter:
+    """The converter of a torch layer stack (`layers`, `num_layers`, `norm`). HAX's stacks
+    copy one layer `num_layers` times, like PyTorch's; the torch layers must therefore
+    agree in everything but their weights."""
+
+    def convert(m: Any, convert_child: ConvertChild) -> Module:
+        who = type(m).__name__
+        layers = [convert_child(f"layers/{i}", child) for i, child in enumerate(m.layers)]
+        first = bind_module(*layers[0])[1]
+        for i, child in enumerate(layers[1:], start=1):
+            if bind_module(*child)[1] != first:
+                raise ValueError(
+                    f"layers/{i} differs from layers/0 in its configuration (not only its "
+                    f"weights), but HAX's {who} repeats one layer; convert this model with "
+                    f"`applies={{{who}: my_apply}}` to keep its layers as they are"
+                )
+        norm = None if m.norm is None else convert_child("norm", m.norm)
+        return constructor(layers[0], m.num_layers, norm=norm)
+
+    return convert
 
 
 _MODULE_LIST = layer("ModuleList", module_list_apply)
@@ -353,5 +450,5 @@ _TRANSFORMER_ENCODER = layer(
     "TransformerEncoder",
     transformer_encoder_apply,
     torch="torch.nn.TransformerEncoder",
-    converter=_convert_encoder,
+    converter=stack_converter(TransformerEncoder),
 )
