@@ -157,10 +157,10 @@ def structure_tree_map(
     )
     ```
     """
+
     def visit(nodes: Sequence[Any], path: tuple[str, ...]) -> Any:
         leaf_nodes = [
-            None if n is None else {k: v for k, v in n.items() if k != "submodules"}
-            for n in nodes
+            None if n is None else {k: v for k, v in n.items() if k != "submodules"} for n in nodes
         ]
         return fn(*leaf_nodes, path=path)
 
@@ -270,6 +270,7 @@ def merge_trees(*trees: Mapping[str, Any]) -> StructureTree:
     """
     if not trees:
         raise TypeError("merge_trees needs at least one tree")
+
     def children_of(nodes: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
         return [
             (name, [n["submodules"][name] for n in nodes if name in n.get("submodules", {})])
