@@ -1,6 +1,7 @@
 """Hugging Face BERT-like encoders convert with no user code (`hax.interop.convert(model)`),
 match torch, train as torch does, drop out at the configured rate and go back with
-`to_torch`. RoBERTa, XLM-RoBERTa and Data2VecText run the same registered applies."""
+`to_torch`. ELECTRA, RoBERTa, XLM-RoBERTa and Data2VecText run the same registered
+applies; DistilBERT has its own."""
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ SMALL = dict(
     type_vocab_size=2,
     num_labels=3,
 )
+DISTILBERT = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64)
 RNG = np.random.default_rng(0)
 IDS = RNG.integers(3, 50, (3, 12))
 MASK = np.ones((3, 12), np.int64)
@@ -98,10 +100,18 @@ def test_bert_for_sequence_classification_logits_and_loss_match_torch():
         ("RobertaForMaskedLM", "RobertaConfig"),
         ("XLMRobertaModel", "XLMRobertaConfig"),
         ("Data2VecTextForSequenceClassification", "Data2VecTextConfig"),
+        ("ElectraForSequenceClassification", "ElectraConfig"),  # embeddings projected
+        ("DistilBertForSequenceClassification", "DistilBertConfig"),  # its own classes
+        ("DistilBertModel", "DistilBertConfig"),
     ],
 )
 def test_heads_and_families_that_copy_bert_match_torch(cls, config_cls):
-    model = build(getattr(transformers, cls), getattr(transformers, config_cls))
+    overrides = {"ElectraConfig": {"embedding_size": 16}, "DistilBertConfig": DISTILBERT}
+    model = build(
+        getattr(transformers, cls),
+        getattr(transformers, config_cls),
+        **overrides.get(config_cls, {}),
+    )
     tree, config = convert(model)
     expected = torch_out(model, input_ids=IDS, attention_mask=MASK)
     out = hax.apply_tree(tree, config, input_ids=IDS, attention_mask=MASK)[1]

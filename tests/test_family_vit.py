@@ -1,4 +1,4 @@
-"""Vision transformers from Hugging Face (ViT, DeiT), torchvision and timm convert with
+"""Vision transformers from Hugging Face (ViT, DeiT, DINOv2), torchvision and timm convert with
 no user code (`hax.interop.convert(model)`), match torch, go back with `to_torch`, and
 draw dropout and drop-path from keys in their buffers at the configured rate."""
 
@@ -61,11 +61,18 @@ def convert_and_check(model, *inputs):
             "DeiTConfig",
             ("logits", "cls_logits", "distillation_logits"),
         ),
+        ("Dinov2Model", "Dinov2Config", ("last_hidden_state", "pooler_output")),
+        ("Dinov2ForImageClassification", "Dinov2Config", ("logits",)),
     ],
 )
-def test_hugging_face_vit_and_deit_match_torch(cls, config_cls, fields):
+def test_hugging_face_vit_deit_and_dinov2_match_torch(cls, config_cls, fields):
     torch.manual_seed(0)
-    model = getattr(transformers, cls)(getattr(transformers, config_cls)(**HF_SMALL))
+    overrides = {"use_swiglu_ffn": True, "drop_path_rate": 0.1} if "Classification" in cls else {}
+    config = getattr(transformers, config_cls)(**HF_SMALL, **overrides)
+    model = getattr(transformers, cls)(config)
+    for name, param in model.named_parameters():
+        if name.endswith("lambda1"):  # DINOv2's layer scale, 1.0 at init
+            torch.nn.init.uniform_(param, 0.5, 1.5)
     _, _, out, expected = convert_and_check(model, IMAGES)
     assert tuple(out) == fields
     for field in fields:

@@ -7,6 +7,7 @@ that library is converted. Importing this package registers them all.
 
 from . import (
     _bert as _bert,
+    _distilbert as _distilbert,
     _hf_activations as _hf_activations,
     _hf_vit as _hf_vit,
     _timm_vit as _timm_vit,

@@ -1,8 +1,9 @@
-"""Hugging Face BERT and the encoders that copy its classes (RoBERTa, XLM-RoBERTa,
-CamemBERT, Data2VecText): embeddings, post-norm self-attention layers, pooler and the
-classification, token-classification and masked-LM heads. Each apply follows the torch
-`forward` line by line, with eager attention; the dropout children draw from their
-own keys in train mode (attention dropout is the self-attention's `dropout` child)."""
+"""Hugging Face BERT and the encoders that copy its classes (ELECTRA, RoBERTa,
+XLM-RoBERTa, CamemBERT, Data2VecText): embeddings, post-norm self-attention layers,
+pooler and the classification, token-classification and masked-LM heads. Each apply
+follows the torch `forward` line by line, with eager attention; the dropout children
+draw from their own keys in train mode (attention dropout is the self-attention's
+`dropout` child)."""
 
 from typing import Any
 
@@ -179,7 +180,8 @@ def bert_model_apply(
     inputs_embeds: jax.Array | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
-    """`BertModel`: `{"last_hidden_state", "pooler_output"}` (the latter with a pooler).
+    """`BertModel` (and `ElectraModel`, which projects the embeddings and has no pooler):
+    `{"last_hidden_state", "pooler_output"}` (the latter with a pooler).
     `attention_mask` is a `(batch, seq)` padding mask of 1s and 0s (or a 4D additive mask)."""
     reject_options("BertModel", options)
     if org.is_decoder:
@@ -192,9 +194,13 @@ def bert_model_apply(
         token_type_ids=token_type_ids,
         inputs_embeds=inputs_embeds,
     )
+    project = getattr(org, "embeddings_project", None)  # ELECTRA's, when sizes differ
+    if project is not None:
+        embedding_output = project(embedding_output)
     bias = attention_bias(attention_mask, position_ids, embedding_output.dtype)
     sequence_output = org.encoder(embedding_output, bias)
-    pooled_output = org.pooler(sequence_output) if org.pooler is not None else None
+    pooler = getattr(org, "pooler", None)
+    pooled_output = pooler(sequence_output) if pooler is not None else None
     return model_output(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
@@ -235,6 +241,15 @@ def roberta_classification_head_apply(org: StateOrganizer, features: jax.Array) 
     and the output projection."""
     x = org.dropout(features[:, 0, :])
     x = jnp.tanh(org.dense(x))
+    out: jax.Array = org.out_proj(org.dropout(x))
+    return out
+
+
+@organized_apply
+def electra_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+    """`ElectraClassificationHead`: as RoBERTa's, with its `activation` (GELU) for tanh."""
+    x = org.dropout(features[:, 0, :])
+    x = org.activation(org.dense(x))
     out: jax.Array = org.out_proj(org.dropout(x))
     return out
 
@@ -421,6 +436,18 @@ _ROBERTA = {
     "LMHead": roberta_lm_head_apply,
     "ForMaskedLM": roberta_for_masked_lm_apply,
 }
+register_family(
+    "transformers.models.electra.modeling_electra",
+    "Electra",
+    {
+        **_LAYERS,
+        "Embeddings": bert_embeddings_apply,
+        "ClassificationHead": electra_classification_head_apply,
+        "ForSequenceClassification": roberta_for_sequence_classification_apply,
+    },
+    aux=_AUX,
+)
+
 for _module, _prefix in (
     ("roberta.modeling_roberta", "Roberta"),
     ("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),

@@ -1,7 +1,8 @@
 """Hugging Face ViT and the families that copy its classes (DeiT, with its distillation
-token and teacher head; ViT-MSN): patch embeddings with prefix tokens, pre-norm layers,
-pooler and the image-classification heads. Each apply follows the torch `forward` line
-by line, with eager attention; attention dropout draws from the attention node's key."""
+token and teacher head; ViT-MSN), and DINOv2 (layer scale, drop-path, SwiGLU): patch
+embeddings with prefix tokens, pre-norm layers, pooler and the image-classification
+heads. Each apply follows the torch `forward` line by line, with eager attention;
+attention dropout and drop-path draw from their node's key in train mode."""
 
 from typing import Any
 
@@ -14,6 +15,7 @@ from ._common import (
     attention_weights,
     classification_loss,
     config_reader,
+    drop_path,
     dropout,
     merge_heads,
     model_output,
@@ -25,14 +27,16 @@ from ._common import (
 
 @organized_apply
 def vit_patch_embeddings_apply(org: StateOrganizer, pixel_values: jax.Array) -> jax.Array:
-    """`ViTPatchEmbeddings`: the patch convolution, flattened to `(B, patches, hidden)`."""
+    """`ViTPatchEmbeddings`: the patch convolution (on the pixels cast to its dtype, as
+    `ViTModel` and DINOv2 do), flattened to `(B, patches, hidden)`."""
     num_channels = pixel_values.shape[1]
     if num_channels != org.num_channels:
         raise ValueError(
             "Make sure that the channel dimension of the pixel values match with the one set "
             f"in the configuration. Expected {org.num_channels} but got {num_channels}."
         )
-    x: jax.Array = org.projection(pixel_values)
+    weight = org.projection.tree["params"]["weight"]
+    x: jax.Array = org.projection(pixel_values.astype(weight.dtype))
     return x.reshape(*x.shape[:2], -1).swapaxes(1, 2)
 
 
@@ -126,8 +130,6 @@ def vit_model_apply(
 ) -> dict[str, jax.Array]:
     """`ViTModel`: `{"last_hidden_state", "pooler_output"}` (the latter with a pooler)."""
     reject_options("ViTModel", options)
-    projection = org.embeddings["patch_embeddings"]["projection"].tree
-    pixel_values = pixel_values.astype(projection["params"]["weight"].dtype)
     embedding_output = org.embeddings(
         pixel_values,
         bool_masked_pos=bool_masked_pos,
@@ -141,6 +143,117 @@ def vit_model_apply(
     pooler = getattr(org, "pooler", None)
     pooled_output = pooler(sequence_output) if pooler is not None else None
     return model_output(last_hidden_state=sequence_output, pooler_output=pooled_output)
+
+
+@organized_apply
+def dinov2_embeddings_apply(
+    org: StateOrganizer, pixel_values: jax.Array, bool_masked_pos: jax.Array | None = None
+) -> jax.Array:
+    """`Dinov2Embeddings`: as ViT's; the position embeddings are resampled for another
+    image size in torch, which is not supported here."""
+    _, _, height, width = pixel_values.shape
+    embeddings = org.patch_embeddings(pixel_values)
+    if bool_masked_pos is not None:
+        if org.mask_token is None:
+            raise ValueError("bool_masked_pos needs a model built with use_mask_token=True")
+        mask = bool_masked_pos[..., None].astype(embeddings.dtype)
+        embeddings = embeddings * (1 - mask) + org.mask_token * mask
+    cls_tokens = jnp.broadcast_to(org.cls_token, (embeddings.shape[0], *org.cls_token.shape[1:]))
+    embeddings = jnp.concatenate([cls_tokens, embeddings], axis=1)
+    if org.position_embeddings is not None:
+        if embeddings.shape[1] != org.position_embeddings.shape[1] or height != width:
+            raise ValueError(
+                f"Dinov2Embeddings: a {height}x{width} image needs the position embeddings "
+                "resampled (bicubic), which is not supported"
+            )
+        embeddings = embeddings + org.position_embeddings
+    out: jax.Array = org.dropout(embeddings)
+    return out
+
+
+@organized_apply
+def dinov2_layer_scale_apply(org: StateOrganizer, hidden_state: jax.Array) -> jax.Array:
+    """`Dinov2LayerScale`: `hidden_state * lambda1`."""
+    lambda1: jax.Array = org.lambda1
+    return hidden_state * lambda1
+
+
+@organized_apply
+def dinov2_drop_path_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """`Dinov2DropPath`: stochastic depth per sample, with the node's key in train mode."""
+    return drop_path(org, hidden_states, org.drop_prob, True, "Dinov2DropPath")
+
+
+@organized_apply
+def dinov2_swiglu_ffn_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+    """`Dinov2SwiGLUFFN`: `down_proj(silu(gate_proj(x)) * up_proj(x))`."""
+    out: jax.Array = org.down_proj(org.act_fn(org.gate_proj(x)) * org.up_proj(x))
+    return out
+
+
+@organized_apply
+def dinov2_layer_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> jax.Array:
+    """`Dinov2Layer`: pre-norm attention and MLP, each layer-scaled, drop-pathed and
+    residual."""
+    residual = hidden_states
+    hidden_states, _ = org.attention(org.norm1(hidden_states), attention_mask=attention_mask)
+    hidden_states = org.drop_path(org.layer_scale1(hidden_states)) + residual
+    residual = hidden_states
+    hidden_states = org.layer_scale2(org.mlp(org.norm2(hidden_states)))
+    out: jax.Array = org.drop_path(hidden_states) + residual
+    return out
+
+
+@organized_apply
+def dinov2_encoder_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> dict[str, jax.Array]:
+    """`Dinov2Encoder`: the layers in order, `{"last_hidden_state"}`."""
+    for layer_module in org.layer:
+        hidden_states = layer_module(hidden_states, attention_mask)
+    return model_output(last_hidden_state=hidden_states)
+
+
+@organized_apply
+def dinov2_model_apply(
+    org: StateOrganizer,
+    /,
+    pixel_values: jax.Array,
+    bool_masked_pos: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`Dinov2Model`: `{"last_hidden_state", "pooler_output"}`, the latter the normed
+    class token."""
+    reject_options("Dinov2Model", options)
+    embedding_output = org.embeddings(pixel_values, bool_masked_pos=bool_masked_pos)
+    bias = attention_bias(attention_mask, None, embedding_output.dtype)
+    encoder_outputs = org.encoder(embedding_output, attention_mask=bias)
+    sequence_output = org.layernorm(encoder_outputs["last_hidden_state"])
+    return model_output(last_hidden_state=sequence_output, pooler_output=sequence_output[:, 0, :])
+
+
+@organized_apply
+def dinov2_for_image_classification_apply(
+    org: StateOrganizer,
+    /,
+    pixel_values: jax.Array,
+    labels: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`Dinov2ForImageClassification`: the classifier on the class token joined with the
+    mean patch token; `"loss"` with `labels`."""
+    reject_options("Dinov2ForImageClassification", options)
+    sequence_output = org.dinov2(pixel_values, attention_mask=attention_mask)["last_hidden_state"]
+    cls_token, patch_tokens = sequence_output[:, 0], sequence_output[:, 1:]
+    logits = org.classifier(jnp.concatenate([cls_token, patch_tokens.mean(axis=1)], axis=1))
+    loss = None
+    if labels is not None:
+        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
+    return model_output(loss=loss, logits=logits)
 
 
 def _encode(
@@ -239,3 +352,22 @@ for _module, _prefix in (
     register_family(
         f"transformers.models.{_module}", _prefix, _VIT, rng=frozenset({"Attention"}), aux=_AUX
     )
+register_family(
+    "transformers.models.dinov2.modeling_dinov2",
+    "Dinov2",
+    {
+        "PatchEmbeddings": vit_patch_embeddings_apply,
+        "Embeddings": dinov2_embeddings_apply,
+        "Attention": vit_attention_apply,
+        "LayerScale": dinov2_layer_scale_apply,
+        "MLP": vit_mlp_apply,
+        "SwiGLUFFN": dinov2_swiglu_ffn_apply,
+        "DropPath": dinov2_drop_path_apply,
+        "Layer": dinov2_layer_apply,
+        "Encoder": dinov2_encoder_apply,
+        "Model": dinov2_model_apply,
+        "ForImageClassification": dinov2_for_image_classification_apply,
+    },
+    rng=frozenset({"Attention", "DropPath"}),
+    aux={"ForImageClassification": config_reader("problem_type")},
+)
