@@ -60,7 +60,8 @@ def assert_trees_equal(a: Any, b: Any) -> None:
 
 
 def import_torchvision() -> Any:
-    """`torchvision`, for its models (pure Python), or a skip saying why not.
+    """`torchvision`, for its models (pure Python), or a skip saying why not (of the
+    whole module when a test module calls it as it is imported).
 
     The registry's torchvision 0.28 wheel (the release for torch 2.13) is built for
     CUDA torch: its compiled ops cannot load beside the CPU torch the tests use, and
@@ -79,5 +80,6 @@ def import_torchvision() -> Any:
     try:
         import torchvision
     except ImportError as err:
-        pytest.skip(f"torchvision does not import beside this torch: {err}")
+        msg = f"torchvision does not import beside this torch: {err}"
+        pytest.skip(msg, allow_module_level=True)
     return torchvision

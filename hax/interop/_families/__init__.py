@@ -5,4 +5,11 @@ models are made of, by dotted class path, so nothing is imported until a model o
 that library is converted. Importing this package registers them all.
 """
 
-from . import _hf_activations as _hf_activations
+from . import (
+    _bert as _bert,
+    _distilbert as _distilbert,
+    _hf_activations as _hf_activations,
+    _hf_vit as _hf_vit,
+    _timm_vit as _timm_vit,
+    _torchvision_vit as _torchvision_vit,
+)

@@ -1,0 +1,457 @@
+"""Hugging Face BERT and the encoders that copy its classes (ELECTRA, RoBERTa,
+XLM-RoBERTa, CamemBERT, Data2VecText): embeddings, post-norm self-attention layers,
+pooler and the classification, token-classification and masked-LM heads. Each apply
+follows the torch `forward` line by line, with eager attention; the dropout children
+draw from their own keys in train mode (attention dropout is the self-attention's
+`dropout` child)."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ..._organizer import StateOrganizer, organized_apply
+from ...nn.functional import cross_entropy
+from ._common import (
+    attention_bias,
+    attention_weights,
+    classification_loss,
+    config_reader,
+    merge_heads,
+    model_output,
+    register_family,
+    reject_options,
+    split_heads,
+)
+
+
+def _input_shape(input_ids: jax.Array | None, inputs_embeds: jax.Array | None) -> tuple[int, int]:
+    """`(batch, seq)` of the token ids, or of the embeddings given instead."""
+    if input_ids is not None:
+        return input_ids.shape[0], input_ids.shape[1]
+    if inputs_embeds is not None:
+        return inputs_embeds.shape[0], inputs_embeds.shape[1]
+    raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+
+
+def _embed(
+    org: StateOrganizer,
+    input_ids: jax.Array | None,
+    token_type_ids: jax.Array | None,
+    position_ids: jax.Array,
+    inputs_embeds: jax.Array | None,
+) -> jax.Array:
+    """Word + token-type + position embeddings, then LayerNorm and dropout."""
+    batch_size, seq_length = _input_shape(input_ids, inputs_embeds)
+    if token_type_ids is None:
+        buffered = getattr(org, "token_type_ids", None)
+        if buffered is not None:
+            buffered = jnp.broadcast_to(buffered, (position_ids.shape[0], buffered.shape[1]))
+            buffered = jnp.take_along_axis(buffered, position_ids, axis=1)
+            token_type_ids = jnp.broadcast_to(buffered, (batch_size, seq_length))
+        else:
+            token_type_ids = jnp.zeros((batch_size, seq_length), jnp.int32)
+    if inputs_embeds is None:
+        inputs_embeds = org.word_embeddings(input_ids)
+    embeddings = inputs_embeds + org.token_type_embeddings(token_type_ids)
+    embeddings = embeddings + org.position_embeddings(position_ids)
+    embeddings = org.LayerNorm(embeddings)
+    out: jax.Array = org.dropout(embeddings)
+    return out
+
+
+@organized_apply
+def bert_embeddings_apply(
+    org: StateOrganizer,
+    input_ids: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    cache_length: int = 0,
+) -> jax.Array:
+    """`BertEmbeddings`: positions `0..L-1` (the `position_ids` buffer) by default."""
+    if position_ids is None:
+        seq_length = _input_shape(input_ids, inputs_embeds)[1]
+        position_ids = org.position_ids[:, cache_length : seq_length + cache_length]
+    return _embed(org, input_ids, token_type_ids, position_ids, inputs_embeds)
+
+
+@organized_apply
+def roberta_embeddings_apply(
+    org: StateOrganizer,
+    input_ids: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    cache_length: int = 0,
+) -> jax.Array:
+    """`RobertaEmbeddings`: positions count from `padding_idx + 1` over the non-padding
+    tokens (padding tokens keep `padding_idx`)."""
+    padding_idx = org.padding_idx
+    if position_ids is None:
+        if input_ids is not None:
+            mask = (input_ids != padding_idx).astype(jnp.int32)
+            position_ids = (jnp.cumsum(mask, axis=1) + cache_length) * mask + padding_idx
+        else:
+            batch_size, seq_length = _input_shape(input_ids, inputs_embeds)
+            positions = jnp.arange(padding_idx + 1, seq_length + padding_idx + 1)
+            position_ids = jnp.broadcast_to(positions, (batch_size, seq_length))
+    return _embed(org, input_ids, token_type_ids, position_ids, inputs_embeds)
+
+
+@organized_apply
+def bert_self_attention_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """`BertSelfAttention` (eager): `(attn_output, attn_weights)`."""
+    head_dim = org.attention_head_size
+    query = split_heads(org.query(hidden_states), head_dim)
+    key = split_heads(org.key(hidden_states), head_dim)
+    value = split_heads(org.value(hidden_states), head_dim)
+    weights = attention_weights(query, key, org.scaling, attention_mask)
+    weights = org.dropout(weights)
+    return merge_heads(weights @ value), weights
+
+
+@organized_apply
+def bert_self_output_apply(
+    org: StateOrganizer, hidden_states: jax.Array, input_tensor: jax.Array
+) -> jax.Array:
+    """`BertSelfOutput`, `BertOutput`: dense, dropout, then LayerNorm of the residual sum."""
+    hidden_states = org.dropout(org.dense(hidden_states))
+    out: jax.Array = org.LayerNorm(hidden_states + input_tensor)
+    return out
+
+
+@organized_apply
+def bert_attention_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """`BertAttention` (self-attention only): `(attention_output, attn_weights)`."""
+    if org.is_cross_attention:
+        raise ValueError("BertAttention: cross-attention (a decoder's) is not supported")
+    attention_output, attn_weights = org.self(hidden_states, attention_mask)
+    return org.output(attention_output, hidden_states), attn_weights
+
+
+@organized_apply
+def bert_intermediate_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """`BertIntermediate`: dense, then the `hidden_act` activation."""
+    out: jax.Array = org.intermediate_act_fn(org.dense(hidden_states))
+    return out
+
+
+@organized_apply
+def bert_layer_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> jax.Array:
+    """`BertLayer`: self-attention, then the feed-forward block (chunking the feed-forward
+    over the sequence, `chunk_size_feed_forward`, gives the same values, so it runs whole)."""
+    attention_output, _ = org.attention(hidden_states, attention_mask)
+    out: jax.Array = org.output(org.intermediate(attention_output), attention_output)
+    return out
+
+
+@organized_apply
+def bert_encoder_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> jax.Array:
+    """`BertEncoder`: the layers in order."""
+    for layer_module in org.layer:
+        hidden_states = layer_module(hidden_states, attention_mask)
+    return hidden_states
+
+
+@organized_apply
+def bert_pooler_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """`BertPooler`: dense and activation of the first token."""
+    out: jax.Array = org.activation(org.dense(hidden_states[:, 0]))
+    return out
+
+
+@organized_apply
+def bert_model_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`BertModel` (and `ElectraModel`, which projects the embeddings and has no pooler):
+    `{"last_hidden_state", "pooler_output"}` (the latter with a pooler).
+    `attention_mask` is a `(batch, seq)` padding mask of 1s and 0s (or a 4D additive mask)."""
+    reject_options("BertModel", options)
+    if org.is_decoder:
+        raise ValueError("BertModel: config.is_decoder=True (causal BERT) is not supported")
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+    embedding_output = org.embeddings(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        token_type_ids=token_type_ids,
+        inputs_embeds=inputs_embeds,
+    )
+    project = getattr(org, "embeddings_project", None)  # ELECTRA's, when sizes differ
+    if project is not None:
+        embedding_output = project(embedding_output)
+    bias = attention_bias(attention_mask, position_ids, embedding_output.dtype)
+    sequence_output = org.encoder(embedding_output, bias)
+    pooler = getattr(org, "pooler", None)
+    pooled_output = pooler(sequence_output) if pooler is not None else None
+    return model_output(last_hidden_state=sequence_output, pooler_output=pooled_output)
+
+
+@organized_apply
+def bert_prediction_head_transform_apply(
+    org: StateOrganizer, hidden_states: jax.Array
+) -> jax.Array:
+    """`BertPredictionHeadTransform`: dense, activation, LayerNorm."""
+    out: jax.Array = org.LayerNorm(org.transform_act_fn(org.dense(hidden_states)))
+    return out
+
+
+@organized_apply
+def bert_lm_prediction_head_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """`BertLMPredictionHead`: transform, then the decoder (tied to the word embeddings)."""
+    out: jax.Array = org.decoder(org.transform(hidden_states))
+    return out
+
+
+@organized_apply
+def bert_only_mlm_head_apply(org: StateOrganizer, sequence_output: jax.Array) -> jax.Array:
+    """`BertOnlyMLMHead`: the prediction head."""
+    out: jax.Array = org.predictions(sequence_output)
+    return out
+
+
+@organized_apply
+def roberta_lm_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+    """`RobertaLMHead`: dense, exact GELU, LayerNorm, decoder."""
+    x = jax.nn.gelu(org.dense(features), approximate=False)
+    out: jax.Array = org.decoder(org.layer_norm(x))
+    return out
+
+
+@organized_apply
+def roberta_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+    """`RobertaClassificationHead`: the first token through dropout, dense, tanh, dropout
+    and the output projection."""
+    x = org.dropout(features[:, 0, :])
+    x = jnp.tanh(org.dense(x))
+    out: jax.Array = org.out_proj(org.dropout(x))
+    return out
+
+
+@organized_apply
+def electra_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+    """`ElectraClassificationHead`: as RoBERTa's, with its `activation` (GELU) for tanh."""
+    x = org.dropout(features[:, 0, :])
+    x = org.activation(org.dense(x))
+    out: jax.Array = org.out_proj(org.dropout(x))
+    return out
+
+
+def _encode(
+    org: StateOrganizer, who: str, inputs: dict[str, Any], options: dict[str, Any]
+) -> dict[str, jax.Array]:
+    """Run the base-model child (`bert`, `roberta`, ...: `base_model_prefix`) on `inputs`."""
+    reject_options(who, options)
+    out: dict[str, jax.Array] = getattr(org, org.base_model_prefix)(**inputs)
+    return out
+
+
+def _inputs(
+    input_ids: jax.Array | None,
+    attention_mask: jax.Array | None,
+    token_type_ids: jax.Array | None,
+    position_ids: jax.Array | None,
+    inputs_embeds: jax.Array | None,
+) -> dict[str, Any]:
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "token_type_ids": token_type_ids,
+        "position_ids": position_ids,
+        "inputs_embeds": inputs_embeds,
+    }
+
+
+@organized_apply
+def bert_for_sequence_classification_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    labels: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`BertForSequenceClassification`: `{"logits"}` from the dropped-out pooled output,
+    and `"loss"` with `labels` (regression, single- or multi-label, as torch picks)."""
+    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+    outputs = _encode(org, "BertForSequenceClassification", inputs, options)
+    logits = org.classifier(org.dropout(outputs["pooler_output"]))
+    loss = None
+    if labels is not None:
+        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
+    return model_output(loss=loss, logits=logits)
+
+
+@organized_apply
+def roberta_for_sequence_classification_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    labels: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`RobertaForSequenceClassification`: the classification head on the sequence output."""
+    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+    outputs = _encode(org, "RobertaForSequenceClassification", inputs, options)
+    logits = org.classifier(outputs["last_hidden_state"])
+    loss = None
+    if labels is not None:
+        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
+    return model_output(loss=loss, logits=logits)
+
+
+@organized_apply
+def bert_for_token_classification_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    labels: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`BertForTokenClassification`: `{"logits"}` per token, `"loss"` with `labels`."""
+    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+    outputs = _encode(org, "BertForTokenClassification", inputs, options)
+    logits = org.classifier(org.dropout(outputs["last_hidden_state"]))
+    loss = None
+    if labels is not None:
+        loss = cross_entropy(logits.reshape(-1, org.num_labels), labels.reshape(-1))
+    return model_output(loss=loss, logits=logits)
+
+
+def _masked_lm(prediction_scores: jax.Array, labels: jax.Array | None) -> dict[str, jax.Array]:
+    """`{"logits"}`, and the cross entropy of `labels` (-100 ignored) as `"loss"`."""
+    loss = None
+    if labels is not None:
+        vocab_size = prediction_scores.shape[-1]
+        loss = cross_entropy(prediction_scores.reshape(-1, vocab_size), labels.reshape(-1))
+    return model_output(loss=loss, logits=prediction_scores)
+
+
+@organized_apply
+def bert_for_masked_lm_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    labels: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`BertForMaskedLM`: the MLM head `cls` on the sequence output."""
+    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+    outputs = _encode(org, "BertForMaskedLM", inputs, options)
+    return _masked_lm(org.cls(outputs["last_hidden_state"]), labels)
+
+
+@organized_apply
+def roberta_for_masked_lm_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    token_type_ids: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    labels: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`RobertaForMaskedLM`: the LM head `lm_head` on the sequence output."""
+    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+    outputs = _encode(org, "RobertaForMaskedLM", inputs, options)
+    return _masked_lm(org.lm_head(outputs["last_hidden_state"]), labels)
+
+
+_LAYERS = {
+    "SelfAttention": bert_self_attention_apply,
+    "SelfOutput": bert_self_output_apply,
+    "Attention": bert_attention_apply,
+    "Intermediate": bert_intermediate_apply,
+    "Output": bert_self_output_apply,
+    "Layer": bert_layer_apply,
+    "Encoder": bert_encoder_apply,
+    "Pooler": bert_pooler_apply,
+    "Model": bert_model_apply,
+    "ForTokenClassification": bert_for_token_classification_apply,
+}
+_MODEL_AUX = config_reader("is_decoder")
+_HEAD_AUX = config_reader("problem_type")
+_AUX = {
+    "Model": _MODEL_AUX,
+    "ForSequenceClassification": _HEAD_AUX,
+    "ForTokenClassification": _HEAD_AUX,
+    "ForMaskedLM": _HEAD_AUX,
+}
+
+register_family(
+    "transformers.models.bert.modeling_bert",
+    "Bert",
+    {
+        **_LAYERS,
+        "Embeddings": bert_embeddings_apply,
+        "ForSequenceClassification": bert_for_sequence_classification_apply,
+        "PredictionHeadTransform": bert_prediction_head_transform_apply,
+        "LMPredictionHead": bert_lm_prediction_head_apply,
+        "OnlyMLMHead": bert_only_mlm_head_apply,
+        "ForMaskedLM": bert_for_masked_lm_apply,
+    },
+    aux=_AUX,
+)
+
+# Families whose classes are RoBERTa's (Hugging Face generates them from it).
+_ROBERTA = {
+    **_LAYERS,
+    "Embeddings": roberta_embeddings_apply,
+    "ClassificationHead": roberta_classification_head_apply,
+    "ForSequenceClassification": roberta_for_sequence_classification_apply,
+    "LMHead": roberta_lm_head_apply,
+    "ForMaskedLM": roberta_for_masked_lm_apply,
+}
+register_family(
+    "transformers.models.electra.modeling_electra",
+    "Electra",
+    {
+        **_LAYERS,
+        "Embeddings": bert_embeddings_apply,
+        "ClassificationHead": electra_classification_head_apply,
+        "ForSequenceClassification": roberta_for_sequence_classification_apply,
+    },
+    aux=_AUX,
+)
+
+for _module, _prefix in (
+    ("roberta.modeling_roberta", "Roberta"),
+    ("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),
+    ("camembert.modeling_camembert", "Camembert"),
+    ("data2vec.modeling_data2vec_text", "Data2VecText"),
+):
+    register_family(f"transformers.models.{_module}", _prefix, _ROBERTA, aux=_AUX)

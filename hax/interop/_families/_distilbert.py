@@ -1,0 +1,148 @@
+"""Hugging Face DistilBERT: word and position embeddings, post-norm blocks of
+self-attention and feed-forward, and the sequence-classification head. Each apply
+follows the torch `forward`, with eager attention; attention dropout is the
+self-attention's `dropout` child."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ..._organizer import StateOrganizer, organized_apply
+from .._library import register_apply
+from ._common import (
+    attention_bias,
+    attention_weights,
+    classification_loss,
+    config_reader,
+    merge_heads,
+    model_output,
+    reject_options,
+    split_heads,
+)
+
+_PATH = "transformers.models.distilbert.modeling_distilbert."
+
+
+@organized_apply
+def embeddings_apply(
+    org: StateOrganizer,
+    input_ids: jax.Array | None,
+    inputs_embeds: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+) -> jax.Array:
+    """`Embeddings`: word + position embeddings (positions `0..L-1` by default), then
+    LayerNorm and dropout."""
+    if input_ids is not None:
+        inputs_embeds = org.word_embeddings(input_ids)
+    if inputs_embeds is None:
+        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+    if position_ids is None:
+        position_ids = org.position_ids[:, : inputs_embeds.shape[1]]
+    embeddings = inputs_embeds + org.position_embeddings(position_ids)
+    out: jax.Array = org.dropout(org.LayerNorm(embeddings))
+    return out
+
+
+@organized_apply
+def self_attention_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """`DistilBertSelfAttention` (eager): `(attn_output, attn_weights)`."""
+    head_dim = org.attention_head_size
+    query = split_heads(org.q_lin(hidden_states), head_dim)
+    key = split_heads(org.k_lin(hidden_states), head_dim)
+    value = split_heads(org.v_lin(hidden_states), head_dim)
+    weights = org.dropout(attention_weights(query, key, org.scaling, attention_mask))
+    return org.out_lin(merge_heads(weights @ value)), weights
+
+
+@organized_apply
+def ffn_apply(org: StateOrganizer, input: jax.Array) -> jax.Array:
+    """`FFN`: lin1, activation, lin2, dropout (chunking over the sequence gives the same
+    values, so it runs whole)."""
+    out: jax.Array = org.dropout(org.lin2(org.activation(org.lin1(input))))
+    return out
+
+
+@organized_apply
+def transformer_block_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> jax.Array:
+    """`TransformerBlock`: self-attention and feed-forward, each a LayerNorm of the
+    residual sum."""
+    attention_output, _ = org.attention(hidden_states, attention_mask)
+    attention_output = org.sa_layer_norm(attention_output + hidden_states)
+    out: jax.Array = org.output_layer_norm(org.ffn(attention_output) + attention_output)
+    return out
+
+
+@organized_apply
+def transformer_apply(
+    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+) -> jax.Array:
+    """`Transformer`: the blocks in order."""
+    for layer_module in org.layer:
+        hidden_states = layer_module(hidden_states, attention_mask)
+    return hidden_states
+
+
+@organized_apply
+def distilbert_model_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`DistilBertModel`: `{"last_hidden_state"}`; `attention_mask` is a `(batch, seq)`
+    padding mask of 1s and 0s (or a 4D additive mask)."""
+    reject_options("DistilBertModel", options)
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+    embeddings = org.embeddings(input_ids, inputs_embeds, position_ids)
+    bias = attention_bias(attention_mask, None, embeddings.dtype)
+    return model_output(last_hidden_state=org.transformer(embeddings, bias))
+
+
+@organized_apply
+def distilbert_for_sequence_classification_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: jax.Array | None = None,
+    attention_mask: jax.Array | None = None,
+    inputs_embeds: jax.Array | None = None,
+    position_ids: jax.Array | None = None,
+    labels: jax.Array | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`DistilBertForSequenceClassification`: the first token through `pre_classifier`,
+    ReLU, dropout and `classifier`; `"loss"` with `labels`."""
+    reject_options("DistilBertForSequenceClassification", options)
+    hidden_state = org.distilbert(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        inputs_embeds=inputs_embeds,
+        position_ids=position_ids,
+    )["last_hidden_state"]
+    pooled_output = jnp.maximum(org.pre_classifier(hidden_state[:, 0]), 0)
+    logits = org.classifier(org.dropout(pooled_output))
+    loss = None
+    if labels is not None:
+        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
+    return model_output(loss=loss, logits=logits)
+
+
+register_apply(_PATH + "Embeddings", embeddings_apply)
+register_apply(_PATH + "DistilBertSelfAttention", self_attention_apply)
+register_apply(_PATH + "FFN", ffn_apply)
+register_apply(_PATH + "TransformerBlock", transformer_block_apply)
+register_apply(_PATH + "Transformer", transformer_apply)
+register_apply(_PATH + "DistilBertModel", distilbert_model_apply)
+register_apply(
+    _PATH + "DistilBertForSequenceClassification",
+    distilbert_for_sequence_classification_apply,
+    aux=config_reader("problem_type"),
+)
