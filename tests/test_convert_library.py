@@ -122,7 +122,7 @@ def test_subclasses_inherit_their_base_only_with_its_forward():
     line = next(row for row in message.splitlines() if "ScaledLinear" in row)
     assert line == (
         f"  {__name__}.ScaledLinear x2 at 0, 1 (subclasses torch.nn.modules.linear.Linear "
-        "but overrides forward)"
+        "but redefines forward)"
     )
     assert "applies={ScaledLinear: scaled_linear_apply}" in message
     tree, _ = convert(tnn.Sequential(ScaledLinear(3, 2)), applies={ScaledLinear: scaled_apply})
@@ -258,3 +258,42 @@ for source in ({str(tmp_path)!r}, {str(tmp_path / "model.safetensors")!r}):
     assert out.returncode == 0, out.stderr
     expected = float(model[1].weight.float().sum())
     assert out.stdout.splitlines() == [f"bfloat16 {expected}"] * 2
+
+
+class Base(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = tnn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(self.fc(x))
+
+    def head(self, x):
+        return x
+
+
+class SameForwardOtherHelper(Base):
+    """Inherits `forward` but changes a method it calls: it does not compute as `Base`."""
+
+    def head(self, x):
+        return x * 2
+
+
+class OnlyInit(Base):
+    def __init__(self):
+        super().__init__()
+        self.note = "built differently"
+
+
+@hax.organized_apply
+def base_apply(org, x):
+    return org.fc(x)
+
+
+register_apply(f"{__name__}.Base", base_apply)
+
+
+def test_a_subclass_that_redefines_a_helper_its_forward_calls_is_not_its_base():
+    assert convert(OnlyInit())[0]["apply"] is base_apply
+    with pytest.raises(ConversionError, match=r"subclasses .*\.Base but redefines head\)"):
+        convert(SameForwardOtherHelper())

@@ -21,7 +21,7 @@ from ..nn import registered_layers
 from ..nn._layer import Converter
 from ..surgery._tie import TIED, tie
 from ._from_torch import from_torch, import_torch
-from ._library import Entry, builtin_entries, class_path, find
+from ._library import Entry, builtin_entries, class_path, find, overridden
 
 _UNKNOWN_FIX = (
     "Give each an apply, convert(model, applies={{{example}}}), where "
@@ -192,7 +192,8 @@ class _Builder:
                 line = f"  {class_path(cls)} x{len(paths)} at {shown}"
                 base = bases[cls]
                 if base is not None:
-                    line += f" (subclasses {class_path(base)} but overrides forward)"
+                    names = ", ".join(overridden(cls, base))
+                    line += f" (subclasses {class_path(base)} but redefines {names})"
                 lines.append(line)
             example = ", ".join(f"{cls.__name__}: {_snake(cls.__name__)}_apply" for cls in by_class)
             lines.append(_UNKNOWN_FIX.format(example=example))
@@ -204,7 +205,7 @@ class _Builder:
 
 def _snake(name: str) -> str:
     """`"GPT2Block"` -> `"gpt2_block"`: a stub name for an apply."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def _ties(torch_module: Any) -> dict[str, str]:

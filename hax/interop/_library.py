@@ -146,7 +146,38 @@ def find(
         entry = _own_entry(base, applies, builtin)
         if entry is None:
             continue
-        if base is cls or getattr(cls, "forward", None) is getattr(base, "forward", None):
+        if base is cls or not overridden(cls, base):
             return entry, None
         return None, base
     return None, None
+
+
+# What a subclass may redefine and still compute as its base: construction, display and
+# (de)serialisation.
+_INERT = frozenset(
+    {
+        "__init__", "__repr__", "extra_repr", "__doc__", "__module__", "__qualname__",
+        "__dict__", "__weakref__", "__annotations__", "__firstlineno__",
+        "__static_attributes__", "__slotnames__", "__getstate__", "__setstate__",
+        "reset_parameters", "_reset_parameters", "init_weights", "_init_weights",
+        "_load_from_state_dict", "_save_to_state_dict",
+    }
+)  # fmt: skip
+
+
+def overridden(cls: type, base: type) -> list[str]:
+    """The methods of `base` (or its bases) that `cls` or a class between them redefines,
+    other than construction and display: a `forward` inherited unchanged may still call
+    an overridden helper (timm's distilled ViT changes `_pos_embed`), so any such
+    override means `cls` does not compute as `base`."""
+    between = cls.__mro__[: cls.__mro__.index(base)]
+    names = {
+        name
+        for klass in between
+        for name, value in vars(klass).items()
+        if name not in _INERT and (callable(value) or isinstance(value, _DESCRIPTORS))
+    }
+    return sorted(name for name in names if any(name in vars(k) for k in base.__mro__[:-1]))
+
+
+_DESCRIPTORS = (property, classmethod, staticmethod)
