@@ -8,4 +8,5 @@ that library is converted. Importing this package registers them all.
 from . import (
     _gpt2 as _gpt2,
     _hf_activations as _hf_activations,
+    _llama as _llama,
 )
