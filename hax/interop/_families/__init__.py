@@ -9,4 +9,5 @@ from . import (
     _gpt2 as _gpt2,
     _hf_activations as _hf_activations,
     _llama as _llama,
+    _t5 as _t5,
 )
