@@ -9,35 +9,27 @@ import numpy as np
 import optax
 import pytest
 import torch
-from conftest import import_torchvision
+from hf_cases import (
+    IDS,
+    RIGHT,
+    RNG,
+    assert_logits_match_torch_with_padding,
+    import_transformers,
+    torch_run,
+)
 
 import hax
 from hax.interop import convert, to_torch
 
-RNG = np.random.default_rng(0)
-IDS = RNG.integers(0, 100, (3, 10))
-RIGHT = np.ones((3, 10), np.int64)
-RIGHT[1, 7:] = 0
-RIGHT[2, 9:] = 0
-LEFT = RIGHT[:, ::-1].copy()
-
 
 @pytest.fixture(scope="module")
 def tf():
-    import_torchvision()  # transformers imports torchvision when it is installed
-    return pytest.importorskip("transformers")
+    return import_transformers()
 
 
 def gpt2_config(tf, **overrides):
     settings = dict(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=4)
     return tf.GPT2Config(**settings, bos_token_id=1, eos_token_id=1, **overrides)
-
-
-def torch_run(model, **inputs):
-    with torch.no_grad():
-        return model(
-            **{k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
-        )
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +42,7 @@ def lm(tf):
 
 def test_gpt2_lm_head_model_matches_torch_with_and_without_padding(lm):
     model, tree, config = lm
-    run = hax.jit(lambda tree, ids, mask: hax.apply_tree(tree, config, ids, attention_mask=mask)[1])
-    for mask in (None, RIGHT, LEFT):
-        out = run(tree, IDS, mask)
-        assert set(out) == {"logits"}
-        for attn in ("sdpa", "eager"):
-            model.set_attn_implementation(attn)
-            got = np.asarray(out["logits"])
-            expected = torch_run(model, input_ids=IDS, attention_mask=mask).logits.numpy()
-            if mask is not None and attn == "sdpa":
-                # A padding query may see no key (left padding, sliding windows): torch's
-                # sdpa gives it zeros, eager attention (which HAX runs) a uniform
-                # average. Only real tokens are defined.
-                got, expected = got[mask == 1], expected[mask == 1]
-            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=attn)
+    assert_logits_match_torch_with_padding(model, tree, config)
     model.load_state_dict(to_torch(tree), strict=True)
 
 

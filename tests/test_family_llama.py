@@ -8,17 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import import_torchvision
+from hf_cases import IDS, assert_logits_match_torch_with_padding, import_transformers, torch_run
 
 import hax
 from hax.interop import convert, to_torch
-
-RNG = np.random.default_rng(0)
-IDS = RNG.integers(0, 100, (3, 10))
-RIGHT = np.ones((3, 10), np.int64)
-RIGHT[1, 7:] = 0
-RIGHT[2, 9:] = 0
-LEFT = RIGHT[:, ::-1].copy()
 
 # (config class, extra settings): Mistral with a sliding window on every layer, Qwen2
 # with full attention on its first layer and a sliding window on the second.
@@ -31,8 +24,7 @@ FAMILIES = {
 
 @pytest.fixture(scope="module")
 def tf():
-    import_torchvision()  # transformers imports torchvision when it is installed
-    return pytest.importorskip("transformers")
+    return import_transformers()
 
 
 def decoder_config(tf, family, **overrides):
@@ -49,32 +41,12 @@ def decoder_config(tf, family, **overrides):
     return config_class(**{**settings, **FAMILIES[family], **overrides})
 
 
-def torch_run(model, **inputs):
-    with torch.no_grad():
-        return model(
-            **{k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
-        )
-
-
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_causal_lm_matches_torch_with_and_without_padding(tf, family):
     torch.manual_seed(0)
     model = getattr(tf, f"{family}ForCausalLM")(decoder_config(tf, family)).eval()
     tree, config = convert(model)
-    run = hax.jit(lambda tree, ids, mask: hax.apply_tree(tree, config, ids, attention_mask=mask)[1])
-    for mask in (None, RIGHT, LEFT):
-        out = run(tree, IDS, mask)
-        assert set(out) == {"logits"}
-        for attn in ("sdpa", "eager"):
-            model.set_attn_implementation(attn)
-            got = np.asarray(out["logits"])
-            expected = torch_run(model, input_ids=IDS, attention_mask=mask).logits.numpy()
-            if mask is not None and attn == "sdpa":
-                # A padding query may see no key (left padding, sliding windows): torch's
-                # sdpa gives it zeros, eager attention (which HAX runs) a uniform
-                # average. Only real tokens are defined.
-                got, expected = got[mask == 1], expected[mask == 1]
-            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=attn)
+    assert_logits_match_torch_with_padding(model, tree, config)
     state = to_torch(tree)
     assert not any("inv_freq" in name for name in state)  # non-persistent, as in torch
     model.load_state_dict(state, strict=True)

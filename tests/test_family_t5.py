@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import import_torchvision
+from hf_cases import import_transformers, torch_run
 
 import hax
 from hax.interop import convert, to_torch
@@ -27,20 +27,12 @@ DECODER_MASK[0, 4:] = 0
 
 @pytest.fixture(scope="module")
 def tf():
-    import_torchvision()  # transformers imports torchvision when it is installed
-    return pytest.importorskip("transformers")
+    return import_transformers()
 
 
 def t5_config(tf, family="T5", **overrides):
     settings = dict(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
     return getattr(tf, f"{family}Config")(**{**settings, **overrides})
-
-
-def torch_run(model, **inputs):
-    with torch.no_grad():
-        return model(
-            **{k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
-        )
 
 
 CASES = [

@@ -9,14 +9,15 @@ import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from .._library import register_apply
-from ._hf_attention import (
-    causal_lm_loss,
+from ._hf_shared import (
+    base_model_prefix,
+    causal_lm_apply,
     causal_mask,
     eager_attention,
-    keep_logits,
     packing_positions,
     padding_mask,
     reject_options,
+    split_heads,
     use_cache_default,
 )
 
@@ -26,11 +27,6 @@ def conv1d_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
     """`Conv1D`: `x @ weight + bias`, the weight `(nx, nf)`."""
     out: jax.Array = x @ org.weight + org.bias
     return out
-
-
-def _heads(x: jax.Array, head_dim: int) -> jax.Array:
-    """`(batch, seq, heads * head_dim)` -> `(batch, heads, seq, head_dim)`."""
-    return jnp.swapaxes(x.reshape(*x.shape[:-1], -1, head_dim), 1, 2)
 
 
 @organized_apply
@@ -48,7 +44,7 @@ def gpt2_attention_apply(
         key, value = jnp.split(org.c_attn(encoder_hidden_states), 2, axis=2)
     else:
         query, key, value = jnp.split(org.c_attn(hidden_states), 3, axis=2)
-    query, key, value = (_heads(t, org.head_dim) for t in (query, key, value))
+    query, key, value = (split_heads(t, org.head_dim) for t in (query, key, value))
     out = eager_attention(
         query,
         key,
@@ -159,31 +155,13 @@ def gpt2_model_apply(
     return {"last_hidden_state": hidden_states.reshape(*input_shape, hidden_states.shape[-1])}
 
 
-@organized_apply
-def gpt2_lm_head_model_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: Any = None,
-    *,
-    labels: Any = None,
-    logits_to_keep: int = 0,
-    **kwargs: Any,
-) -> dict[str, jax.Array]:
-    """`GPT2LMHeadModel`: `{"logits": ...}`, and `"loss"` with `labels`."""
-    hidden_states = org.transformer(input_ids, **kwargs)["last_hidden_state"]
-    logits = org.lm_head(keep_logits(hidden_states, logits_to_keep))
-    if labels is None:
-        return {"logits": logits}
-    return {"loss": causal_lm_loss(logits, labels), "logits": logits}
-
-
 _PATH = "transformers.models.gpt2.modeling_gpt2."
 register_apply("transformers.pytorch_utils.Conv1D", conv1d_apply)
 for _name, _apply in {
     "GPT2Attention": gpt2_attention_apply,
     "GPT2MLP": gpt2_mlp_apply,
     "GPT2Block": gpt2_block_apply,
-    "GPT2LMHeadModel": gpt2_lm_head_model_apply,
 }.items():
     register_apply(_PATH + _name, _apply)
 register_apply(_PATH + "GPT2Model", gpt2_model_apply, aux=use_cache_default)
+register_apply(_PATH + "GPT2LMHeadModel", causal_lm_apply, aux=base_model_prefix)

@@ -14,14 +14,15 @@ import jax.numpy as jnp
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
 from .._library import register_apply
-from ._hf_attention import (
-    causal_lm_loss,
+from ._hf_shared import (
+    base_model_prefix,
+    causal_lm_apply,
     causal_mask,
     eager_attention,
     functional_dropout,
-    keep_logits,
     packing_positions,
     reject_options,
+    split_heads,
     use_cache_default,
 )
 
@@ -92,10 +93,9 @@ def llama_attention_apply(
     """`LlamaAttention`: rotary queries and keys, grouped-query eager attention with
     `attention_dropout` drawn from the node's key in train mode."""
     input_shape = hidden_states.shape[:-1]
-    hidden_shape = (*input_shape, -1, org.head_dim)
-    query = jnp.swapaxes(org.q_proj(hidden_states).reshape(hidden_shape), 1, 2)
-    key = jnp.swapaxes(org.k_proj(hidden_states).reshape(hidden_shape), 1, 2)
-    value = jnp.swapaxes(org.v_proj(hidden_states).reshape(hidden_shape), 1, 2)
+    query = split_heads(org.q_proj(hidden_states), org.head_dim)
+    key = split_heads(org.k_proj(hidden_states), org.head_dim)
+    value = split_heads(org.v_proj(hidden_states), org.head_dim)
     cos, sin = position_embeddings
     query, key = apply_rotary_pos_emb(query, key, cos, sin)
 
@@ -179,24 +179,6 @@ def llama_model_apply(
     return {"last_hidden_state": org.norm(hidden_states)}
 
 
-@organized_apply
-def llama_for_causal_lm_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: Any = None,
-    *,
-    labels: Any = None,
-    logits_to_keep: int = 0,
-    **kwargs: Any,
-) -> dict[str, jax.Array]:
-    """`LlamaForCausalLM`: `{"logits": ...}`, and `"loss"` with `labels`."""
-    hidden_states = org.model(input_ids, **kwargs)["last_hidden_state"]
-    logits = org.lm_head(keep_logits(hidden_states, logits_to_keep))
-    if labels is None:
-        return {"logits": logits}
-    return {"loss": causal_lm_loss(logits, labels), "logits": logits}
-
-
 def decoder_config(module: Any) -> dict[str, AuxValue]:
     """From the model's `config`: `use_cache`, `sliding_window`, and the attention kind of
     each layer (`config.layer_types`, else sliding-window everywhere when
@@ -221,7 +203,7 @@ def register_llama_like(module: str, prefix: str) -> None:
     register_apply(path + "Attention", llama_attention_apply, rng=True)
     register_apply(path + "DecoderLayer", llama_decoder_layer_apply)
     register_apply(path + "Model", llama_model_apply, aux=decoder_config)
-    register_apply(path + "ForCausalLM", llama_for_causal_lm_apply)
+    register_apply(path + "ForCausalLM", causal_lm_apply, aux=base_model_prefix)
 
 
 register_llama_like("llama", "Llama")

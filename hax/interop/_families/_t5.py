@@ -17,13 +17,14 @@ import numpy as np
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
 from .._library import register_apply
-from ._hf_attention import (
+from ._hf_shared import (
     causal_mask,
     eager_attention,
     functional_dropout,
     lm_loss,
     padding_mask,
     reject_options,
+    split_heads,
 )
 
 _HALF = (jnp.float16, jnp.bfloat16)
@@ -116,12 +117,10 @@ def t5_attention_apply(
     the first layer computes and the others receive. Its `dropout` on the weights is
     drawn from the node's key in train mode."""
     input_shape = hidden_states.shape[:-1]
-    hidden_shape = (*input_shape, -1, org.key_value_proj_dim)
-    query = jnp.swapaxes(org.q(hidden_states).reshape(hidden_shape), 1, 2)
+    query = split_heads(org.q(hidden_states), org.key_value_proj_dim)
     current_states = hidden_states if key_value_states is None else key_value_states
-    kv_shape = (*current_states.shape[:-1], -1, org.key_value_proj_dim)
-    key = jnp.swapaxes(org.k(current_states).reshape(kv_shape), 1, 2)
-    value = jnp.swapaxes(org.v(current_states).reshape(kv_shape), 1, 2)
+    key = split_heads(org.k(current_states), org.key_value_proj_dim)
+    value = split_heads(org.v(current_states), org.key_value_proj_dim)
     if position_bias is None:
         key_length = key.shape[-2]
         if not org.has_relative_attention_bias:

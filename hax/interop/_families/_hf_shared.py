@@ -1,7 +1,7 @@
 """What Hugging Face decoders and encoder-decoders share: the additive attention masks
 `transformers.masking_utils` builds for eager attention, eager attention itself,
-dropout drawn from a node's own key, the causal-LM loss, and the check that rejects
-the forward options HAX does not run (KV caches, returned attention weights)."""
+dropout drawn from a node's own key, the causal-LM head and loss, and the check that
+rejects the forward options HAX does not run (KV caches, returned attention weights)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..._organizer import StateOrganizer
+from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
 from ...nn._dropout import read_train_mode
 from ...nn._functional import _dropout, cross_entropy
@@ -112,6 +112,11 @@ def padding_mask(inputs_embeds: jax.Array, attention_mask: Any) -> jax.Array | N
     return _additive(allowed, inputs_embeds.dtype)
 
 
+def split_heads(x: jax.Array, head_dim: int) -> jax.Array:
+    """`(batch, seq, heads * head_dim)` -> `(batch, heads, seq, head_dim)`."""
+    return jnp.swapaxes(x.reshape(*x.shape[:-1], -1, head_dim), 1, 2)
+
+
 def eager_attention(
     query: jax.Array,
     key: jax.Array,
@@ -179,3 +184,29 @@ def lm_loss(logits: jax.Array, labels: Any) -> jax.Array:
     """Cross entropy of each position's logits against its label, ignoring -100."""
     flat = logits.astype(jnp.float32).reshape(-1, logits.shape[-1])
     return cross_entropy(flat, jnp.asarray(labels).reshape(-1), ignore_index=-100)
+
+
+@organized_apply
+def causal_lm_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: Any = None,
+    *,
+    labels: Any = None,
+    logits_to_keep: Any = 0,
+    **kwargs: Any,
+) -> dict[str, jax.Array]:
+    """`...ForCausalLM`/`...LMHeadModel`: the base model (the child named by
+    `aux["base_model_prefix"]`), then `lm_head`; `{"logits": ...}`, and `"loss"` with
+    `labels`. Other arguments go to the base model."""
+    base_model = getattr(org, org.base_model_prefix)
+    hidden_states = base_model(input_ids, **kwargs)["last_hidden_state"]
+    logits = org.lm_head(keep_logits(hidden_states, logits_to_keep))
+    if labels is None:
+        return {"logits": logits}
+    return {"loss": causal_lm_loss(logits, labels), "logits": logits}
+
+
+def base_model_prefix(module: Any) -> dict[str, AuxValue]:
+    """The name of the base model's child (`base_model_prefix`, a class attribute)."""
+    return {"base_model_prefix": str(module.base_model_prefix)}
