@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
 from ...nn._dropout import read_train_mode
-from ...nn._functional import _dropout, cross_entropy
+from ...nn.functional import cross_entropy, dropout
 
 _UNSUPPORTED = {
     "cache": "HAX runs the whole sequence at once, without a KV cache",
@@ -152,7 +152,7 @@ def functional_dropout(org: StateOrganizer, x: jax.Array, p: float, who: str) ->
         return x
     key, sub = jax.random.split(org.rng)
     org.rng = key
-    return _dropout(x, p, sub)
+    return dropout(x, p, rng=sub)
 
 
 def keep_logits(hidden_states: jax.Array, logits_to_keep: Any) -> jax.Array:

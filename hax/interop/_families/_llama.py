@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
+from ...nn.functional import apply_rotary_embedding
 from .._library import register_apply
 from ._hf_shared import (
     base_model_prefix,
@@ -57,20 +58,6 @@ def rotary_embedding_apply(
     return cos.astype(x.dtype), sin.astype(x.dtype)
 
 
-def rotate_half(x: jax.Array) -> jax.Array:
-    """`(x1, x2)` -> `(-x2, x1)` on the two halves of the last axis."""
-    x1, x2 = jnp.split(x, 2, axis=-1)
-    return jnp.concatenate([-x2, x1], axis=-1)
-
-
-def apply_rotary_pos_emb(
-    q: jax.Array, k: jax.Array, cos: jax.Array, sin: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Rotate `(batch, heads, seq, head_dim)` queries and keys by their positions."""
-    cos, sin = cos[:, None], sin[:, None]
-    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-
-
 def repeat_kv(x: jax.Array, n_rep: int) -> jax.Array:
     """Each of the key/value heads repeated for the `n_rep` query heads that share it."""
     return x if n_rep == 1 else jnp.repeat(x, n_rep, axis=1)
@@ -97,7 +84,8 @@ def llama_attention_apply(
     key = split_heads(org.k_proj(hidden_states), org.head_dim)
     value = split_heads(org.v_proj(hidden_states), org.head_dim)
     cos, sin = position_embeddings
-    query, key = apply_rotary_pos_emb(query, key, cos, sin)
+    query = apply_rotary_embedding(query, cos, sin, unsqueeze_dim=1)
+    key = apply_rotary_embedding(key, cos, sin, unsqueeze_dim=1)
 
     def dropout(weights: jax.Array) -> jax.Array:
         return functional_dropout(org, weights, org.attention_dropout, "attention dropout")
