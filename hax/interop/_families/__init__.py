@@ -8,8 +8,11 @@ that library is converted. Importing this package registers them all.
 from . import (
     _bert as _bert,
     _distilbert as _distilbert,
+    _gpt2 as _gpt2,
     _hf_activations as _hf_activations,
     _hf_vit as _hf_vit,
+    _llama as _llama,
+    _t5 as _t5,
     _timm_vit as _timm_vit,
     _torchvision_vit as _torchvision_vit,
 )

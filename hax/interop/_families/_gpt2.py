@@ -1,0 +1,167 @@
+"""Hugging Face GPT-2 (`transformers.models.gpt2`): `GPT2Model`, `GPT2LMHeadModel`
+and the blocks they are made of, and `Conv1D`, the linear layer with its weight stored
+`(in, out)`. The LM head is tied to `wte` by `convert` (one leaf)."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ..._organizer import StateOrganizer, organized_apply
+from .._library import register_apply
+from ._hf_shared import (
+    base_model_prefix,
+    causal_lm_apply,
+    causal_mask,
+    eager_attention,
+    packing_positions,
+    padding_mask,
+    reject_options,
+    split_heads,
+    use_cache_default,
+)
+
+
+@organized_apply
+def conv1d_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+    """`Conv1D`: `x @ weight + bias`, the weight `(nx, nf)`."""
+    out: jax.Array = x @ org.weight + org.bias
+    return out
+
+
+@organized_apply
+def gpt2_attention_apply(
+    org: StateOrganizer,
+    hidden_states: jax.Array,
+    attention_mask: jax.Array | None = None,
+    encoder_hidden_states: jax.Array | None = None,
+    encoder_attention_mask: jax.Array | None = None,
+) -> jax.Array:
+    """`GPT2Attention`, self-attention or (with `encoder_hidden_states`) cross-attention."""
+    if encoder_hidden_states is not None:
+        query = org.q_attn(hidden_states)
+        attention_mask = encoder_attention_mask
+        key, value = jnp.split(org.c_attn(encoder_hidden_states), 2, axis=2)
+    else:
+        query, key, value = jnp.split(org.c_attn(hidden_states), 3, axis=2)
+    query, key, value = (split_heads(t, org.head_dim) for t in (query, key, value))
+    out = eager_attention(
+        query,
+        key,
+        value,
+        attention_mask,
+        org.scaling,
+        upcast=org.reorder_and_upcast_attn,
+        dropout=org.attn_dropout,
+    )
+    out = out.reshape(*out.shape[:-2], -1)
+    out = org.c_proj(out)
+    attn_output: jax.Array = org.resid_dropout(out)
+    return attn_output
+
+
+@organized_apply
+def gpt2_mlp_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """`GPT2MLP`: `c_fc`, activation, `c_proj`, dropout."""
+    hidden_states = org.c_fc(hidden_states)
+    hidden_states = org.act(hidden_states)
+    hidden_states = org.c_proj(hidden_states)
+    hidden_states = org.dropout(hidden_states)
+    return hidden_states
+
+
+@organized_apply
+def gpt2_block_apply(
+    org: StateOrganizer,
+    hidden_states: jax.Array,
+    attention_mask: jax.Array | None = None,
+    encoder_hidden_states: jax.Array | None = None,
+    encoder_attention_mask: jax.Array | None = None,
+) -> jax.Array:
+    """`GPT2Block`: pre-norm attention, cross-attention when given encoder states, MLP."""
+    residual = hidden_states
+    hidden_states = org.ln_1(hidden_states)
+    hidden_states = org.attn(hidden_states, attention_mask=attention_mask) + residual
+    if encoder_hidden_states is not None:
+        if not hasattr(org, "crossattention"):
+            raise ValueError(
+                "GPT2Block: encoder_hidden_states needs cross-attention layers; build the "
+                "model with config.add_cross_attention=True"
+            )
+        residual = hidden_states
+        hidden_states = org.ln_cross_attn(hidden_states)
+        cross = org.crossattention(
+            hidden_states,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+        )
+        hidden_states = residual + cross
+    residual = hidden_states
+    hidden_states = org.ln_2(hidden_states)
+    hidden_states = residual + org.mlp(hidden_states)
+    return hidden_states
+
+
+@organized_apply
+def gpt2_model_apply(
+    org: StateOrganizer,
+    /,
+    input_ids: Any = None,
+    *,
+    attention_mask: Any = None,
+    token_type_ids: Any = None,
+    position_ids: Any = None,
+    inputs_embeds: jax.Array | None = None,
+    encoder_hidden_states: jax.Array | None = None,
+    encoder_attention_mask: Any = None,
+    use_cache: bool | None = None,
+    **options: Any,
+) -> dict[str, jax.Array]:
+    """`GPT2Model`: `{"last_hidden_state": ...}`."""
+    reject_options("GPT2Model", options)
+    if input_ids is not None and inputs_embeds is not None:
+        raise ValueError("GPT2Model: pass input_ids or inputs_embeds, not both")
+    if input_ids is not None:
+        input_shape = jnp.shape(input_ids)
+        input_ids = jnp.reshape(jnp.asarray(input_ids), (-1, input_shape[-1]))
+    elif inputs_embeds is not None:
+        input_shape = inputs_embeds.shape[:-1]
+    else:
+        raise ValueError("GPT2Model: pass input_ids or inputs_embeds")
+    if token_type_ids is not None:
+        token_type_ids = jnp.reshape(jnp.asarray(token_type_ids), (-1, input_shape[-1]))
+    if inputs_embeds is None:
+        inputs_embeds = org.wte(input_ids)
+    if position_ids is None:
+        position_ids = jnp.arange(inputs_embeds.shape[1])[None]
+    hidden_states = inputs_embeds + org.wpe(jnp.asarray(position_ids))
+    if attention_mask is not None:
+        attention_mask = jnp.reshape(jnp.asarray(attention_mask), (inputs_embeds.shape[0], -1))
+    packing = packing_positions(org, "GPT2Model", use_cache, position_ids)
+    mask = causal_mask(inputs_embeds, attention_mask, packing)
+    if encoder_hidden_states is not None:
+        encoder_attention_mask = padding_mask(inputs_embeds, encoder_attention_mask)
+    if token_type_ids is not None:
+        hidden_states = hidden_states + org.wte(token_type_ids)
+    hidden_states = org.drop(hidden_states)
+    for block in org.h:
+        hidden_states = block(
+            hidden_states,
+            mask,
+            encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+        )
+    hidden_states = org.ln_f(hidden_states)
+    return {"last_hidden_state": hidden_states.reshape(*input_shape, hidden_states.shape[-1])}
+
+
+_PATH = "transformers.models.gpt2.modeling_gpt2."
+register_apply("transformers.pytorch_utils.Conv1D", conv1d_apply)
+for _name, _apply in {
+    "GPT2Attention": gpt2_attention_apply,
+    "GPT2MLP": gpt2_mlp_apply,
+    "GPT2Block": gpt2_block_apply,
+}.items():
+    register_apply(_PATH + _name, _apply)
+register_apply(_PATH + "GPT2Model", gpt2_model_apply, aux=use_cache_default)
+register_apply(_PATH + "GPT2LMHeadModel", causal_lm_apply, aux=base_model_prefix)
