@@ -79,7 +79,8 @@ def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
     Checks the structural rules of `hax/schema` at every node (the five keys, array
     leaves, JSON-like hashable `aux`, a callable `apply`, submodule names, no node
     shared twice) and, for layers that declare a spec, the shapes and dtypes of their
-    params and buffers and the global-config keys they read.
+    params and buffers, the aux flags that say which optional ones are present, and
+    the global-config keys they read.
 
     Reads only shapes and dtypes: no copies, no device transfers, no tracing; its
     cost grows with the number of nodes and leaves, not with the number of params.

@@ -1,12 +1,13 @@
 """`hax.validate` on hostile and extreme input: self-containing and very deep values,
-array-likes that are not arrays, user objects that raise, and the exact pre-check
-and config walk that must agree with the pydantic schemas. Every such input gives a
-`ValidationError` (or passes), never a crash, and leaves the interpreter working."""
+array-likes that are not arrays, user objects that raise, aux flags that disagree
+with the params, and the exact pre-check and config walk that must agree with the
+pydantic schemas. Every such input gives a `ValidationError` (or passes), never a
+crash, and leaves the interpreter working."""
 
 import collections
 import dataclasses
 import tracemalloc
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired
 from unittest import mock
 
 import jax
@@ -15,6 +16,8 @@ import numpy as np
 import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from jaxtyping import Array, Float
+from typing_extensions import TypedDict
 
 import hax
 from hax import nn
@@ -22,6 +25,8 @@ from hax.schema import (
     CONFIG_ADAPTER,
     NODE_ADAPTER,
     PYTREE_DEPTH_LIMIT,
+    layer_spec,
+    register_spec,
 )
 from hax.schema._config import _value_path, json_problems
 from hax.schema._errors import describe
@@ -423,6 +428,197 @@ def test_a_non_array_entry_is_reported_once():
     err = problems(lin)
     assert where(err) == [("", "params.weight")]
     assert "non-array leaves" in err.errors[0].found
+
+
+def _mha(**kwargs):
+    return nn.MultiheadAttention(8, 2, rng=0, **kwargs)[0]
+
+
+def flagged(layer, with_it, without_it, kind, name):
+    """A case: constructors with the flag(s) on and off, and the entry they decide."""
+    return pytest.param(with_it, without_it, kind, name, id=f"{layer}-{kind}.{name}")
+
+
+FLAGGED = [
+    flagged("Linear", lambda: linear(3, 4), lambda: linear(3, 4, bias=False), "params", "bias"),
+    flagged(
+        "Bilinear",
+        lambda: nn.Bilinear(2, 3, 4, rng=0)[0],
+        lambda: nn.Bilinear(2, 3, 4, bias=False, rng=0)[0],
+        "params",
+        "bias",
+    ),
+    *[
+        flagged(
+            conv.__name__,
+            lambda conv=conv: conv(2, 4, 3, rng=0)[0],
+            lambda conv=conv: conv(2, 4, 3, bias=False, rng=0)[0],
+            "params",
+            "bias",
+        )
+        for conv in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
+    ],
+    flagged(
+        "BatchNorm1d",
+        lambda: nn.BatchNorm1d(4)[0],
+        lambda: nn.BatchNorm1d(4, affine=False)[0],
+        "params",
+        "weight",
+    ),
+    flagged(
+        "BatchNorm2d(bias=False)",
+        lambda: nn.BatchNorm2d(4)[0],
+        lambda: nn.BatchNorm2d(4, bias=False)[0],
+        "params",
+        "bias",
+    ),
+    flagged(
+        "BatchNorm2d(affine=False)",
+        lambda: nn.BatchNorm2d(4)[0],
+        lambda: nn.BatchNorm2d(4, affine=False)[0],
+        "params",
+        "bias",
+    ),
+    *[
+        flagged(
+            "BatchNorm1d",
+            lambda: nn.BatchNorm1d(4)[0],
+            lambda: nn.BatchNorm1d(4, track_running_stats=False)[0],
+            "buffers",
+            name,
+        )
+        for name in ("running_mean", "running_var", "num_batches_tracked")
+    ],
+    flagged(
+        "LayerNorm",
+        lambda: nn.LayerNorm(4)[0],
+        lambda: nn.LayerNorm(4, elementwise_affine=False)[0],
+        "params",
+        "weight",
+    ),
+    flagged(
+        "LayerNorm",
+        lambda: nn.LayerNorm(4)[0],
+        lambda: nn.LayerNorm(4, bias=False)[0],
+        "params",
+        "bias",
+    ),
+    flagged(
+        "RMSNorm",
+        lambda: nn.RMSNorm(4)[0],
+        lambda: nn.RMSNorm(4, elementwise_affine=False)[0],
+        "params",
+        "weight",
+    ),
+    flagged(
+        "GroupNorm",
+        lambda: nn.GroupNorm(2, 4)[0],
+        lambda: nn.GroupNorm(2, 4, affine=False)[0],
+        "params",
+        "weight",
+    ),
+    flagged(
+        "GroupNorm",
+        lambda: nn.GroupNorm(2, 4)[0],
+        lambda: nn.GroupNorm(2, 4, bias=False)[0],
+        "params",
+        "bias",
+    ),
+    flagged("MultiheadAttention", _mha, lambda: _mha(bias=False), "params", "in_proj_bias"),
+    flagged("MultiheadAttention", lambda: _mha(add_bias_kv=True), _mha, "params", "bias_k"),
+    flagged("MultiheadAttention", lambda: _mha(add_bias_kv=True), _mha, "params", "bias_v"),
+]
+
+
+@pytest.mark.parametrize(("with_it", "without_it", "kind", "name"), FLAGGED)
+def test_optional_entry_must_agree_with_its_aux_flag(with_it, without_it, kind, name):
+    full, bare = with_it(), without_it()
+    assert name in full[kind] and name not in bare[kind]
+    assert hax.validate(full) is full and hax.validate(bare) is bare
+
+    del full[kind][name]  # the flags say it is there
+    err = problems(node(submodules={"m": full}))
+    assert where(err) == [("m", f"{kind}.{name}")]
+    assert err.errors[0].found == "nothing"
+    assert "=True means the" in err.errors[0].hint
+
+    bare[kind][name] = with_it()[kind][name]  # the flags say it is not
+    err = problems(bare)
+    assert where(err) == [("", f"{kind}.{name}")]
+    assert err.errors[0].expected == "no entry"
+    assert "=False means the" in err.errors[0].hint
+
+
+def test_linear_bias_flag_messages():
+    lin = linear(3, 4)
+    del lin["params"]["bias"]
+    assert str(problems(lin).errors[0]) == (
+        "<root>: params.bias: expected an array (out_features=4,), found nothing"
+        " — aux bias=True means the Linear has params.bias"
+    )
+    lin = linear(3, 4, bias=False)
+    lin["params"]["bias"] = jnp.zeros(4)
+    assert str(problems(lin).errors[0]) == (
+        "<root>: params.bias: expected no entry, found an entry"
+        " — aux bias=False means the Linear has no params.bias"
+    )
+
+
+def test_flag_of_the_wrong_type_is_reported_once():
+    lin = linear(3, 4)
+    lin["aux"]["bias"] = "yes"
+    assert where(problems(lin)) == [("", "aux.bias")]
+
+
+class ScaleParams(TypedDict):
+    scale: NotRequired[Float[Array, " n"]]
+
+
+def scale_apply(tree, global_config, x):
+    return tree, x
+
+
+register_spec(
+    scale_apply,
+    layer_spec(
+        "Scale",
+        params=ScaleParams,
+        aux={"n": int, "learned": bool, "enabled": bool},
+        present_if={"scale": ("learned", "enabled")},
+    ),
+)
+
+
+@pytest.mark.parametrize(("learned", "enabled"), [(True, True), (True, False), (False, True)])
+def test_user_layer_with_two_flags(learned, enabled):
+    aux = {"n": 2, "learned": learned, "enabled": enabled}
+    present = node(apply=scale_apply, aux=aux, params={"scale": jnp.ones(2)})
+    absent = node(apply=scale_apply, aux=aux)
+    valid, invalid = (present, absent) if learned and enabled else (absent, present)
+    assert hax.validate(valid) is valid
+    err = problems(invalid)
+    assert where(err) == [("", "params.scale")]
+    if not (learned and enabled):
+        off = [f"{f}=False" for f, v in (("learned", learned), ("enabled", enabled)) if not v]
+        assert err.errors[0].hint == f"aux {' and '.join(off)} means the Scale has no params.scale"
+
+
+class RequiredParams(TypedDict):
+    w: Float[Array, " n"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"params": RequiredParams, "aux": {"on": bool}, "present_if": {"w": "on"}},  # required
+        {"params": ScaleParams, "aux": {"on": bool}, "present_if": {"other": "on"}},  # unknown
+        {"params": ScaleParams, "aux": {"on": int}, "present_if": {"scale": "on"}},  # not bool
+        {"params": ScaleParams, "present_if": {"scale": "on"}},  # undeclared flag
+    ],
+)
+def test_present_if_must_name_optional_entries_and_bool_flags(kwargs):
+    with pytest.raises(TypeError, match=r"present_if (names|flag)"):
+        layer_spec("Bad", **kwargs)
 
 
 # ---------------------------------------------------------------- deep trees: paths

@@ -422,5 +422,6 @@ register_spec(
             "batch_first": bool,
         },
         config={"train_mode": bool},
+        present_if={"in_proj_bias": "bias", "bias_k": "add_bias_kv", "bias_v": "add_bias_kv"},
     ),
 )

@@ -158,5 +158,6 @@ register_spec(
         "Bilinear",
         params=BilinearParams,
         aux={"in1_features": int, "in2_features": int, "out_features": int, "bias": bool},
+        present_if={"bias": "bias"},
     ),
 )

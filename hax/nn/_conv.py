@@ -349,6 +349,7 @@ for _n, _apply in ((1, conv1d_apply), (2, conv2d_apply), (3, conv3d_apply)):
                 "bias": NotRequired[Float[Array, " out_channels"]],
             },
             aux=_CONV_AUX,
+            present_if={"bias": "bias"},
         ),
     )
 del _n, _apply
@@ -524,5 +525,6 @@ register_spec(
             "bias": NotRequired[Float[Array, " out_channels"]],
         },
         aux={**_CONV_AUX, "padding": tuple, "output_padding": tuple},
+        present_if={"bias": "bias"},
     ),
 )

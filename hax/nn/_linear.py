@@ -77,5 +77,6 @@ register_spec(
         "Linear",
         params=LinearParams,
         aux={"in_features": int, "out_features": int, "bias": bool},
+        present_if={"bias": "bias"},
     ),
 )

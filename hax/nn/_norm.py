@@ -282,6 +282,13 @@ _BATCH_NORM_AUX = {
     "track_running_stats": bool,
     "bias": bool,
 }
+_BATCH_NORM_PRESENT_IF: dict[str, str | tuple[str, ...]] = {
+    "weight": "affine",
+    "bias": ("affine", "bias"),
+    "running_mean": "track_running_stats",
+    "running_var": "track_running_stats",
+    "num_batches_tracked": "track_running_stats",
+}
 register_spec(
     batch_norm1d_apply,
     layer_spec(
@@ -290,6 +297,7 @@ register_spec(
         buffers=BatchNormBuffers,
         aux=_BATCH_NORM_AUX,
         config={"train_mode": bool},
+        present_if=_BATCH_NORM_PRESENT_IF,
     ),
 )
 register_spec(
@@ -300,6 +308,7 @@ register_spec(
         buffers=BatchNormBuffers,
         aux=_BATCH_NORM_AUX,
         config={"train_mode": bool},
+        present_if=_BATCH_NORM_PRESENT_IF,
     ),
 )
 
@@ -404,6 +413,7 @@ register_spec(
         "LayerNorm",
         params=LayerNormParams,
         aux={"normalized_shape": tuple, "eps": float, "elementwise_affine": bool, "bias": bool},
+        present_if={"weight": "elementwise_affine", "bias": ("elementwise_affine", "bias")},
     ),
 )
 
@@ -466,6 +476,7 @@ register_spec(
         "RMSNorm",
         params=RMSNormParams,
         aux={"normalized_shape": tuple, "elementwise_affine": bool},
+        present_if={"weight": "elementwise_affine"},
     ),
 )
 
@@ -558,5 +569,6 @@ register_spec(
         "GroupNorm",
         params=GroupNormParams,
         aux={"num_groups": int, "num_channels": int, "eps": float, "affine": bool, "bias": bool},
+        present_if={"weight": "affine", "bias": ("affine", "bias")},
     ),
 )

@@ -137,6 +137,29 @@ def _is_dim_value(value: Any) -> bool:
     return type(value) is int or _is_int_tuple(value)
 
 
+def _flags_state(aux: Mapping[str, Any], flags: tuple[str, ...]) -> bool | None:
+    """Whether the aux `flags` all say yes; None when one is not a bool (an aux problem)."""
+    state = True
+    for flag in flags:
+        value = aux.get(flag)
+        if value is False:
+            state = False
+        elif value is not True:
+            return None
+    return state
+
+
+def _presence_issue(
+    key: str, present: bool, aspec: ArraySpec, spec: LayerSpec, aux: Mapping[str, Any], bound: Any
+) -> Issue:
+    if present:  # the flags say it is not there
+        said = " and ".join(f"{f}=False" for f in aspec.flags if not aux[f])
+        return Issue(key, "an entry", "no entry", f"aux {said} means the {spec.kind} has no {key}")
+    said = " and ".join(f"{f}=True" for f in aspec.flags)
+    expected = f"an array {_fmt_expected(aspec.dims, bound)}"
+    return Issue(key, "nothing", expected, f"aux {said} means the {spec.kind} has {key}")
+
+
 def check_node_spec(
     node: Mapping[str, Any], spec: LayerSpec, reported: Collection[str] = ()
 ) -> list[Issue]:
@@ -181,6 +204,12 @@ def check_node_spec(
                 )
         for name, aspec in declared.items():
             value = entries.get(name, _MISSING)
+            flags = aspec.flags
+            if flags:
+                want = aux.get(flags[0]) if len(flags) == 1 else _flags_state(aux, flags)
+                if type(want) is bool and want is (value is _MISSING):
+                    key = f"{kind}.{name}"
+                    issues.append(_presence_issue(key, not want, aspec, spec, aux, bound))
             if value is _MISSING:
                 if aspec.required:
                     expected = f"an array {_fmt_expected(aspec.dims, bound)}"

@@ -5,6 +5,7 @@ Annotations are parsed once, when a spec is made; checking a node against its sp
 is then plain shape arithmetic (no jaxtyping `isinstance`, which costs ~5 µs each).
 """
 
+import dataclasses
 import functools
 import operator
 import typing
@@ -36,13 +37,18 @@ class Dim:
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """The declared shape and dtypes of one param or buffer."""
+    """The declared shape and dtypes of one param or buffer.
+
+    `flags` names the bool aux entries that say whether an optional entry is present:
+    it must be present exactly when all of them are `True` (e.g. `("bias",)`).
+    """
 
     dims: tuple[Dim, ...]
     dtypes: frozenset[str] | None
     dtype_label: str
     required: bool = True
     has_variadic: bool = False
+    flags: tuple[str, ...] = ()
     # Derived, for the per-node check (not part of the spec's value):
     # - the dims' names when every dim is a plain named one (`"out in"`), else None,
     #   and a getter of their sizes from the bound names when there are several;
@@ -89,6 +95,9 @@ class LayerSpec:
     - `params`, `buffers`: entry name -> `ArraySpec`; entries not declared are errors.
     - `aux`: required aux keys and their Python types (`int | None` allows either).
     - `config`: global-config keys the layer reads and their types.
+
+    An optional param or buffer whose presence an aux flag decides carries the flag
+    names in its `ArraySpec.flags` (see `layer_spec(present_if=...)`).
     """
 
     kind: str
@@ -189,12 +198,17 @@ def layer_spec(
     buffers: Any = None,
     aux: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    present_if: Mapping[str, str | tuple[str, ...]] | None = None,
 ) -> LayerSpec:
     """Make a `LayerSpec` from jaxtyping annotations.
 
     `params` and `buffers` are TypedDict classes (`NotRequired[...]` marks an optional
     entry such as a bias) or dicts of name -> annotation. Dimension names bind from
     `aux` values of the same name and must agree across all arrays of the node.
+
+    `present_if` maps an optional entry to the bool aux flag (or flags, all `True`)
+    that says it is there, so that `validate` reports a `bias` that aux says the layer
+    has not, or one missing where it says it has: `present_if={"bias": "bias"}`.
 
     **Example:**
     ```python
@@ -203,14 +217,30 @@ def layer_spec(
         bias: NotRequired[Float[Array, "out_features"]]
 
     LINEAR = layer_spec("Linear", params=LinearParams,
-                        aux={"in_features": int, "out_features": int, "bias": bool})
+                        aux={"in_features": int, "out_features": int, "bias": bool},
+                        present_if={"bias": "bias"})
     ```
     """
+    aux = dict(aux or {})
+    entries = {"params": _entries(params), "buffers": _entries(buffers)}
+    for name, flags in (present_if or {}).items():
+        flags = (flags,) if isinstance(flags, str) else tuple(flags)
+        where = [kind_ for kind_, declared in entries.items() if name in declared]
+        if len(where) != 1 or entries[where[0]][name].required:
+            raise TypeError(
+                f"{kind}: present_if names {name!r}, which must be one optional "
+                "(NotRequired) param or buffer"
+            )
+        for flag in flags:
+            if aux.get(flag) is not bool:
+                raise TypeError(f"{kind}: present_if flag {flag!r} must be declared as aux bool")
+        declared = entries[where[0]]
+        declared[name] = dataclasses.replace(declared[name], flags=flags)
     return LayerSpec(
         kind=kind,
-        params=_entries(params),
-        buffers=_entries(buffers),
-        aux=dict(aux or {}),
+        params=entries["params"],
+        buffers=entries["buffers"],
+        aux=aux,
         config=dict(config or {}),
     )
 
