@@ -10,14 +10,16 @@ nodes:
   child, named "child", of the one above; more nodes are more chains hanging off
   the root);
 
-the median time of `validate(tree, config)` in µs per node and the peak memory that
-`tracemalloc` sees during one more call, in bytes per node. Then the same for a
+the median time of `validate(tree, config)` in µs per node (wall clock, and CPU time,
+which a busy machine inflates less) and the peak memory that `tracemalloc` sees during
+one more call, in bytes per node. Then the same for a
 100-node flat tree whose arrays are ~1,000x larger.
 
 Run: `python benchmarks/validate.py [--repeats 7] [--max-nodes 100000]`
 """
 
 import argparse
+import os
 import statistics
 import time
 import tracemalloc
@@ -96,17 +98,23 @@ def count(tree: hax.StructureTree) -> tuple[int, int]:
 
 def median_seconds(
     trees: dict[str, hax.StructureTree], repeats: dict[str, int]
-) -> dict[str, float]:
-    """Median seconds of `validate` per tree, measured in interleaved rounds so that
-    machine noise and allocator state hit every tree alike."""
-    times: dict[str, list[float]] = {name: [] for name in trees}
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall-clock and CPU seconds of `validate` per tree, measured in interleaved
+    rounds so that machine noise and allocator state hit every tree alike. CPU time
+    leaves out the time other processes hold the cores, which wall time counts."""
+    wall: dict[str, list[float]] = {name: [] for name in trees}
+    cpu: dict[str, list[float]] = {name: [] for name in trees}
     for r in range(max(repeats.values())):
         for name, tree in trees.items():
             if r < repeats[name]:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 hax.validate(tree, {})
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+                cpu[name].append(time.process_time() - start_cpu)
+                wall[name].append(time.perf_counter() - start)
+    return (
+        {name: statistics.median(t) for name, t in wall.items()},
+        {name: statistics.median(t) for name, t in cpu.items()},
+    )
 
 
 def peak_bytes(tree: hax.StructureTree) -> int:
@@ -141,29 +149,39 @@ def main() -> None:
     # Big trees take seconds a call: fewer rounds (at least 3) keep the run short.
     repeats = {k: max(3, args.repeats * 1_000 // max(count(t)[0], 1_000)) for k, t in trees.items()}
     hax.validate(trees["flat 100"], {})  # warm the caches
-    seconds = median_seconds(trees, repeats)
-    print(f"jax {jax.__version__}; validate(tree, {{}}): median of up to {args.repeats} rounds")
-    header = ("tree", "nodes", "depth", "total ms", "µs/node", "peak KiB", "B/node")
-    widths = (10, 8, 6, 9, 8, 9, 7)
+    load = os.getloadavg()[0]
+    seconds, cpu_seconds = median_seconds(trees, repeats)
+    print(
+        f"jax {jax.__version__}; validate(tree, {{}}): median of up to {args.repeats} rounds; "
+        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    header = ("tree", "nodes", "depth", "total ms", "µs/node", "cpu µs", "peak KiB", "B/node")
+    widths = (10, 8, 6, 9, 8, 7, 9, 7)
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
     per_node: dict[str, float] = {}
+    cpu_per_node: dict[str, float] = {}
     per_node_bytes: dict[str, float] = {}
     for name, tree in trees.items():
         nodes, depth = count(tree)
         peak = peak_bytes(tree)
         per_node[name] = seconds[name] / nodes * 1e6
+        cpu_per_node[name] = cpu_seconds[name] / nodes * 1e6
         per_node_bytes[name] = peak / nodes
         shape = name.rsplit(" ", 1)[0]
         print(
             f"{shape:>10} {nodes:>8,} {depth:>6,} {seconds[name] * 1e3:>9.1f} "
-            f"{per_node[name]:>8.2f} {peak / 1024:>9.0f} {per_node_bytes[name]:>7.0f}"
+            f"{per_node[name]:>8.2f} {cpu_per_node[name]:>7.2f} {peak / 1024:>9.0f} "
+            f"{per_node_bytes[name]:>7.0f}"
         )
     sized = [k for k in trees if not k.startswith("large")]
     worst = max(sized, key=per_node.__getitem__)
+    worst_cpu = max(sized, key=cpu_per_node.__getitem__)
     worst_mem = max(sized, key=per_node_bytes.__getitem__)
     ratio = n_params(trees["large 100"]) / n_params(trees["flat 100"])
     print(
         f"\nworst µs/node: {per_node[worst]:.2f} ({worst} nodes; target <= {TARGET_US:g})"
+        f"\nworst CPU µs/node: {cpu_per_node[worst_cpu]:.2f} ({worst_cpu} nodes; "
+        f"target <= {TARGET_US:g})"
         f"\nworst peak memory: {per_node_bytes[worst_mem]:.0f} B/node ({worst_mem} nodes; "
         f"target <= {TARGET_BYTES}, i.e. linear in the node count)"
         f"\n100 nodes with {ratio:.0f}x more params: "
