@@ -102,19 +102,20 @@ def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
         if not isinstance(node, dict):  # only the root: children are pushed when dicts
             problems.append(Problem("", "<node>", describe(node), "a structure tree (a dict)"))
             continue
-        if id(node) in seen:
+        node_id = id(node)
+        if node_id in seen:
             problems.append(
                 Problem(
                     link_str(path),
                     "<node>",
-                    f"the same node object as at {link_str(seen[id(node)]) or '<root>'}",
+                    f"the same node object as at {link_str(seen[node_id]) or '<root>'}",
                     "a distinct node",
                     "a node can appear only once in a tree (updates would split the copies); "
                     "build two layers, or share weights by reading one layer's params",
                 )
             )
             continue
-        seen[id(node)] = path
+        seen[node_id] = path
         try:
             try:
                 passes = node_passes(node)
