@@ -436,4 +436,5 @@ _MULTIHEAD_ATTENTION = layer(
     config={"train_mode": bool},
     torch="torch.nn.MultiheadAttention",
     converter=_convert,
+    present_if={"in_proj_bias": "bias", "bias_k": "add_bias_kv", "bias_v": "add_bias_kv"},
 )

@@ -224,4 +224,5 @@ _BILINEAR = layer(
     aux={"in1_features": int, "in2_features": int, "out_features": int, "bias": bool},
     torch="torch.nn.Bilinear",
     converter=_convert_bilinear,
+    present_if={"bias": "bias"},
 )

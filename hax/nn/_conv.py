@@ -359,6 +359,7 @@ _CONV1D = layer(
     aux=_CONV_AUX,
     torch="torch.nn.Conv1d",
     converter=_conv_converter(Conv1d),
+    present_if={"bias": "bias"},
 )
 _CONV2D = layer(
     "Conv2d",
@@ -367,6 +368,7 @@ _CONV2D = layer(
     aux=_CONV_AUX,
     torch="torch.nn.Conv2d",
     converter=_conv_converter(Conv2d),
+    present_if={"bias": "bias"},
 )
 _CONV3D = layer(
     "Conv3d",
@@ -375,6 +377,7 @@ _CONV3D = layer(
     aux=_CONV_AUX,
     torch="torch.nn.Conv3d",
     converter=_conv_converter(Conv3d),
+    present_if={"bias": "bias"},
 )
 
 
@@ -620,6 +623,7 @@ _CONV_TRANSPOSE1D = layer(
     aux=_CONV_TRANSPOSE_AUX,
     torch="torch.nn.ConvTranspose1d",
     converter=_conv_transpose_converter(ConvTranspose1d),
+    present_if={"bias": "bias"},
 )
 _CONV_TRANSPOSE2D = layer(
     "ConvTranspose2d",
@@ -628,4 +632,5 @@ _CONV_TRANSPOSE2D = layer(
     aux=_CONV_TRANSPOSE_AUX,
     torch="torch.nn.ConvTranspose2d",
     converter=_conv_transpose_converter(ConvTranspose2d),
+    present_if={"bias": "bias"},
 )

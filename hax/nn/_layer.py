@@ -99,13 +99,15 @@ def layer(
     buffers: Any = None,
     aux: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    present_if: Mapping[str, str | tuple[str, ...]] | None = None,
     torch: str | Sequence[str] = (),
     converter: Converter | None = None,
     float32: bool = False,
 ) -> Layer:
     """Declare a kind of layer: attach its spec to `apply` and register the record.
 
-    `params`, `buffers`, `aux` and `config` are `hax.schema.layer_spec`'s. `torch`
+    `params`, `buffers`, `aux`, `config` and `present_if` are
+    `hax.schema.layer_spec`'s. `torch`
     names the torch classes (by dotted path, so torch is not imported) that
     `hax.interop.convert` turns into this layer with `converter`; `float32=True`
     keeps it in float32 under `hax.precision.mixed_precision`. Running the same
@@ -135,7 +137,9 @@ def layer(
     for other in _LAYERS.values():
         if other.apply is apply and other.kind != kind:
             raise ValueError(f"layer {kind!r}: its apply is already the {other.kind}'s")
-    spec = layer_spec(kind, params=params, buffers=buffers, aux=aux, config=config)
+    spec = layer_spec(
+        kind, params=params, buffers=buffers, aux=aux, config=config, present_if=present_if
+    )
     record = Layer(kind, register_spec(apply, spec), spec, paths, converter, float32)
     _LAYERS[kind] = record
     return record

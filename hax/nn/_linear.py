@@ -78,4 +78,5 @@ _LINEAR = layer(
     # MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear: a Linear's forward
     torch=("torch.nn.Linear", "torch.nn.modules.linear.NonDynamicallyQuantizableLinear"),
     converter=_convert,
+    present_if={"bias": "bias"},
 )

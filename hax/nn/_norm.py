@@ -306,6 +306,13 @@ def _batch_norm_converter(constructor: Callable[..., Module]) -> Converter:
     return convert
 
 
+_BATCH_NORM_PRESENT_IF: dict[str, str | tuple[str, ...]] = {
+    "weight": "affine",
+    "bias": ("affine", "bias"),
+    "running_mean": "track_running_stats",
+    "running_var": "track_running_stats",
+    "num_batches_tracked": "track_running_stats",
+}
 _BATCH_NORM_AUX = {
     "num_features": int,
     "eps": float,
@@ -325,6 +332,7 @@ _BATCH_NORM1D = layer(
     torch="torch.nn.BatchNorm1d",
     converter=_batch_norm_converter(BatchNorm1d),
     float32=True,
+    present_if=_BATCH_NORM_PRESENT_IF,
 )
 _BATCH_NORM2D = layer(
     "BatchNorm2d",
@@ -336,6 +344,7 @@ _BATCH_NORM2D = layer(
     torch="torch.nn.BatchNorm2d",
     converter=_batch_norm_converter(BatchNorm2d),
     float32=True,
+    present_if=_BATCH_NORM_PRESENT_IF,
 )
 
 # ---------------------------------------------------------------- InstanceNorm
@@ -488,6 +497,13 @@ def _instance_norm_converter(constructor: Callable[..., Module]) -> Converter:
     return convert
 
 
+_INSTANCE_NORM_PRESENT_IF: dict[str, str | tuple[str, ...]] = {
+    "weight": "affine",
+    "bias": "affine",
+    "running_mean": "track_running_stats",
+    "running_var": "track_running_stats",
+    "num_batches_tracked": "track_running_stats",
+}
 _INSTANCE_NORM_AUX = {
     "num_features": int,
     "eps": float,
@@ -505,6 +521,7 @@ _INSTANCE_NORM1D = layer(
     torch="torch.nn.InstanceNorm1d",
     converter=_instance_norm_converter(InstanceNorm1d),
     float32=True,
+    present_if=_INSTANCE_NORM_PRESENT_IF,
 )
 _INSTANCE_NORM2D = layer(
     "InstanceNorm2d",
@@ -516,6 +533,7 @@ _INSTANCE_NORM2D = layer(
     torch="torch.nn.InstanceNorm2d",
     converter=_instance_norm_converter(InstanceNorm2d),
     float32=True,
+    present_if=_INSTANCE_NORM_PRESENT_IF,
 )
 
 # ---------------------------------------------------------------- LayerNorm / RMSNorm
@@ -659,6 +677,7 @@ _LAYER_NORM = layer(
     torch="torch.nn.LayerNorm",
     converter=_convert_layer_norm,
     float32=True,
+    present_if={"weight": "elementwise_affine", "bias": ("elementwise_affine", "bias")},
 )
 
 
@@ -721,6 +740,7 @@ _RMS_NORM = layer(
     torch="torch.nn.RMSNorm",
     converter=_convert_rms_norm,
     float32=True,
+    present_if={"weight": "elementwise_affine"},
 )
 
 # ---------------------------------------------------------------- GroupNorm
@@ -816,4 +836,5 @@ _GROUP_NORM = layer(
     torch="torch.nn.GroupNorm",
     converter=_convert_group_norm,
     float32=True,
+    present_if={"weight": "affine", "bias": ("affine", "bias")},
 )

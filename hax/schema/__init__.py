@@ -1,7 +1,8 @@
 """Schemas and shape specs behind `hax.validate`.
 
 - Structural rules of a node and of a global config: pydantic schemas
-  (`NodeSchema`, `NODE_ADAPTER`, `CONFIG_ADAPTER`).
+  (`NodeSchema`, `NODE_ADAPTER`, `CONFIG_ADAPTER`). An exact pre-check proves most
+  nodes valid without running the schemas, which decide (and word) everything else.
 - Shape rules: a layer declares its params and buffers with jaxtyping annotations
   in a `LayerSpec` (`layer_spec(...)`) attached to its apply (`register_spec`, or
   `hax.nn.layer`, which declares the rest of the layer with it).
@@ -23,3 +24,4 @@ from ._spec import (
     register_spec as register_spec,
     spec_of as spec_of,
 )
+from ._values import PYTREE_DEPTH_LIMIT as PYTREE_DEPTH_LIMIT

@@ -1,7 +1,7 @@
 """`ValidationError`: every problem found in a tree, each with its path and key."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def a(noun: str) -> str:
@@ -15,7 +15,26 @@ def describe(value: Any) -> str:
     if value is None:
         return "None"
     kind = type(value)
-    return a(f"numpy.{kind.__name__}" if kind.__module__ == "numpy" else kind.__name__)
+    name = getattr(kind, "__name__", "object")
+    return a(f"numpy.{name}" if getattr(kind, "__module__", None) == "numpy" else name)
+
+
+def safe_str(value: Any) -> str:
+    """`str(value)`, or its type in angle brackets where its `__str__` raises."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+class Issue(NamedTuple):
+    """One problem inside one node, before the walk adds the node's path:
+    `Problem(path, *issue)`."""
+
+    key: str
+    found: str
+    expected: str
+    hint: str = ""
 
 
 @dataclass(frozen=True)

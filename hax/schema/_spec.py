@@ -5,7 +5,9 @@ Annotations are parsed once, when a spec is made; checking a node against its sp
 is then plain shape arithmetic (no jaxtyping `isinstance`, which costs ~5 µs each).
 """
 
+import dataclasses
 import functools
+import operator
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,13 +37,50 @@ class Dim:
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """The declared shape and dtypes of one param or buffer."""
+    """The declared shape and dtypes of one param or buffer.
+
+    `flags` names the bool aux entries that say whether an optional entry is present:
+    it must be present exactly when all of them are `True` (e.g. `("bias",)`).
+    """
 
     dims: tuple[Dim, ...]
     dtypes: frozenset[str] | None
     dtype_label: str
     required: bool = True
     has_variadic: bool = False
+    flags: tuple[str, ...] = ()
+    # Derived, for the per-node check (not part of the spec's value):
+    # - the dims' names when every dim is a plain named one (`"out in"`), else None,
+    #   and a getter of their sizes from the bound names when there are several;
+    _plain_names: tuple[str, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _sizes_of: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    # - dtypes met, by id -> (the dtype, whether allowed): hashing a dtype costs more.
+    _dtypes_seen: dict[int, tuple[Any, bool]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if all(d.kind == "named" and not d.broadcastable for d in self.dims):
+            names = tuple(str(d.name) for d in self.dims)
+            object.__setattr__(self, "_plain_names", names)
+            if len(names) > 1:
+                object.__setattr__(self, "_sizes_of", operator.itemgetter(*names))
+
+    def _dtype_allowed(self, dtype: Any) -> bool:
+        """`dtype_matches`, remembered per dtype object (the entry holds the dtype, so
+        its id stays its own; the table is cleared if it ever grows large)."""
+        hit = self._dtypes_seen.get(id(dtype))
+        if hit is not None and hit[0] is dtype:
+            return hit[1]
+        allowed = dtype_matches(self, dtype)
+        if len(self._dtypes_seen) >= 256:
+            self._dtypes_seen.clear()
+        self._dtypes_seen[id(dtype)] = (dtype, allowed)
+        return allowed
 
     @property
     def is_key(self) -> bool:
@@ -56,6 +95,9 @@ class LayerSpec:
     - `params`, `buffers`: entry name -> `ArraySpec`; entries not declared are errors.
     - `aux`: required aux keys and their Python types (`int | None` allows either).
     - `config`: global-config keys the layer reads and their types.
+
+    An optional param or buffer whose presence an aux flag decides carries the flag
+    names in its `ArraySpec.flags` (see `layer_spec(present_if=...)`).
     """
 
     kind: str
@@ -63,6 +105,34 @@ class LayerSpec:
     buffers: Mapping[str, ArraySpec] = field(default_factory=dict)
     aux: Mapping[str, Any] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
+    # Derived, for the per-node check: every name the dims bind or read (named and
+    # variadic dims, names in symbolic ones), i.e. the aux values that can bind a dim.
+    _dim_names: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names: set[str] = set()
+        for aspec in (*self.params.values(), *self.buffers.values()):
+            for d in aspec.dims:
+                if d.name is not None:
+                    names.add(d.name)
+                if d.expr is not None:
+                    names.update(symbolic_names(d.expr))
+        object.__setattr__(self, "_dim_names", frozenset(names))
+
+
+@functools.lru_cache(maxsize=256)
+def compiled_expr(expr: str) -> Any:
+    """A symbolic dimension's expression compiled once (`None` if it does not compile)."""
+    try:
+        return compile(expr, "<dimension>", "eval")
+    except SyntaxError:
+        return None
+
+
+def symbolic_names(expr: str) -> tuple[str, ...]:
+    """The names a symbolic dimension's expression reads: `("in_channels", "groups")`."""
+    code = compiled_expr(expr)
+    return () if code is None else tuple(code.co_names)
 
 
 def _parse_dim(dim: Any) -> Dim:
@@ -128,12 +198,17 @@ def layer_spec(
     buffers: Any = None,
     aux: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    present_if: Mapping[str, str | tuple[str, ...]] | None = None,
 ) -> LayerSpec:
     """Make a `LayerSpec` from jaxtyping annotations.
 
     `params` and `buffers` are TypedDict classes (`NotRequired[...]` marks an optional
     entry such as a bias) or dicts of name -> annotation. Dimension names bind from
     `aux` values of the same name and must agree across all arrays of the node.
+
+    `present_if` maps an optional entry to the bool aux flag (or flags, all `True`)
+    that says it is there, so that `validate` reports a `bias` that aux says the layer
+    has not, or one missing where it says it has: `present_if={"bias": "bias"}`.
 
     **Example:**
     ```python
@@ -142,14 +217,30 @@ def layer_spec(
         bias: NotRequired[Float[Array, "out_features"]]
 
     LINEAR = layer_spec("Linear", params=LinearParams,
-                        aux={"in_features": int, "out_features": int, "bias": bool})
+                        aux={"in_features": int, "out_features": int, "bias": bool},
+                        present_if={"bias": "bias"})
     ```
     """
+    aux = dict(aux or {})
+    entries = {"params": _entries(params), "buffers": _entries(buffers)}
+    for name, flags in (present_if or {}).items():
+        flags = (flags,) if isinstance(flags, str) else tuple(flags)
+        where = [kind_ for kind_, declared in entries.items() if name in declared]
+        if len(where) != 1 or entries[where[0]][name].required:
+            raise TypeError(
+                f"{kind}: present_if names {name!r}, which must be one optional "
+                "(NotRequired) param or buffer"
+            )
+        for flag in flags:
+            if aux.get(flag) is not bool:
+                raise TypeError(f"{kind}: present_if flag {flag!r} must be declared as aux bool")
+        declared = entries[where[0]]
+        declared[name] = dataclasses.replace(declared[name], flags=flags)
     return LayerSpec(
         kind=kind,
-        params=_entries(params),
-        buffers=_entries(buffers),
-        aux=dict(aux or {}),
+        params=entries["params"],
+        buffers=entries["buffers"],
+        aux=aux,
         config=dict(config or {}),
     )
 
@@ -166,9 +257,13 @@ def register_spec(apply: F, spec: LayerSpec) -> F:
 
 
 def spec_of(apply: Any) -> LayerSpec | None:
-    """The spec registered for an apply function, if any."""
-    spec = getattr(apply, "__hax_spec__", None)
-    return spec if isinstance(spec, LayerSpec) else None
+    """The spec registered for an apply function, if any (None also where reading the
+    attribute raises: a user object's `__getattr__` is not the place to fail)."""
+    try:
+        spec = getattr(apply, "__hax_spec__", None)
+        return spec if isinstance(spec, LayerSpec) else None
+    except Exception:
+        return None
 
 
 def dtype_matches(spec: ArraySpec, dtype: Any) -> bool:
