@@ -1,8 +1,8 @@
 """`StateOrganizer`: build and run structure trees the way PyTorch modules are written."""
 
 import functools
-from collections.abc import Callable, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import jax
 import numpy as np
@@ -13,6 +13,7 @@ from ._static import ARRAY_TYPES
 from ._tree import fill_tree
 from ._types import ApplyFn, GlobalConfig, Module, StructureTree
 from ._validate import validate
+from .schema._spec import reads_config
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -269,10 +270,35 @@ class StateOrganizer:
         return validate(self._node(apply), config), config
 
 
-def organized_apply(fn: Callable[Concatenate[StateOrganizer, P], R]) -> ApplyFn:
+@overload
+def organized_apply(fn: Callable[Concatenate[StateOrganizer, P], R], /) -> ApplyFn: ...
+
+
+@overload
+def organized_apply(
+    *, config: Mapping[str, Any]
+) -> Callable[[Callable[Concatenate[StateOrganizer, P], R]], ApplyFn]: ...
+
+
+def organized_apply(
+    fn: Callable[Concatenate[StateOrganizer, P], R] | None = None,
+    /,
+    *,
+    config: Mapping[str, Any] | None = None,
+) -> ApplyFn | Callable[[Callable[Concatenate[StateOrganizer, P], R]], ApplyFn]:
     """Turn `fn(org, *args, **kwargs) -> out` into `apply(tree, config, *args, **kwargs)
     -> (new_tree, out)`, threading the state of every child `org` ran.
+
+    `@hax.organized_apply(config={"temperature": float})` also declares the global-config
+    keys `fn` reads (`hax.reads_config`), so `hax.validate` knows them.
     """
+    if fn is None:
+        keys = dict(config or {})
+        return lambda f: reads_config(_organized(f), keys)
+    return _organized(fn)
+
+
+def _organized(fn: Callable[Concatenate[StateOrganizer, P], R]) -> ApplyFn:
 
     def apply(
         tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
