@@ -171,7 +171,10 @@ class _Builder:
             "apply": entry.apply,
             "submodules": {name: child for name, (child, _) in children.items()},
         }
-        return tree, merge_configs(*(config for _, config in children.values()))
+        configs = [config for _, config in children.values()]
+        if entry.rng:  # its randomness is drawn in training only, as Dropout's
+            configs.append({"train_mode": True})
+        return tree, merge_configs(*configs)
 
     def error(self) -> ConversionError | None:
         """One error for every failed and unknown module, or None if there are none."""
@@ -270,9 +273,10 @@ def convert(
 
     The layers are built abstractly (`jax.eval_shape`: no random weights are drawn or
     allocated), then every weight is loaded with `from_torch` (strict: names, shapes,
-    dtypes must agree). The configs of the layers merge; a model with `Dropout` or
-    `BatchNorm` gets `{"train_mode": torch_module.training}` (one flag for the whole
-    model, the root's). The result is validated.
+    dtypes must agree). The configs of the layers merge; a model with `Dropout`,
+    `BatchNorm` or a class registered with `rng=True` gets `{"train_mode":
+    torch_module.training}` (one flag for the whole model, the root's). The result is
+    validated.
 
     **Arguments:**
     - `torch_module`: the `torch.nn.Module` to convert.

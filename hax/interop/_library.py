@@ -103,7 +103,8 @@ def register_apply(
     `apply`, converting them generically: children by name as submodules, direct
     tensors as params/buffers, plain attributes (ints, floats, bools, strs, tuples,
     None) in `aux`. `rng=True` gives each such node a PRNG key buffer `rng` for the
-    randomness it draws in train mode; `aux(module)` adds values from elsewhere. Define
+    randomness it draws in train mode (and the model's config a `"train_mode"` flag);
+    `aux(module)` adds values from elsewhere. Define
     `apply` at module level (it is compared by identity under `jit`).
 
     **Example:** `hax.interop.register_apply("my_lib.blocks.Block", block_apply)`
