@@ -5,4 +5,7 @@ models are made of, by dotted class path, so nothing is imported until a model o
 that library is converted. Importing this package registers them all.
 """
 
-from . import _hf_activations as _hf_activations
+from . import (
+    _hf_activations as _hf_activations,
+    _torchvision_cnn as _torchvision_cnn,
+)
