@@ -7,5 +7,8 @@ that library is converted. Importing this package registers them all.
 
 from . import (
     _hf_activations as _hf_activations,
+    _timm_blocks as _timm_blocks,
+    _timm_cnn as _timm_cnn,
+    _timm_layers as _timm_layers,
     _torchvision_cnn as _torchvision_cnn,
 )
