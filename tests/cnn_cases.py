@@ -9,6 +9,8 @@ scales the classifier so that the logits are too: `atol=1e-5` is then a bound
 relative to the logits.
 """
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 
@@ -44,7 +46,10 @@ def randomize(model: torch.nn.Module, x: np.ndarray, seed: int = 0) -> torch.nn.
                     draw(param, 0.1)
                 else:  # a norm's scale, a layer scale
                     param.copy_(0.5 + torch.rand(param.shape, generator=gen))
-        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)] or [
+            m for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+        ]  # SqueezeNet classifies with a conv
+        last = heads[-1]
         rms = model(torch.from_numpy(x)).square().mean().sqrt()
         last.weight /= rms
         last.bias /= rms
@@ -55,10 +60,13 @@ def hax_logits(tree: hax.StructureTree, config: hax.GlobalConfig, x: np.ndarray)
     return np.asarray(hax.jit(lambda t, v: hax.apply_tree(t, config, v)[1])(tree, x))
 
 
-def assert_converts_and_matches(model: torch.nn.Module, x: np.ndarray) -> float:
+def assert_converts_and_matches(
+    model: torch.nn.Module, x: np.ndarray, *, versioned: bool = False
+) -> float:
     """`convert(model)` (no other argument) gives torch's eval logits within 1e-5, and
     its `to_torch` state loads strictly and holds the same tensors. Returns the largest
-    error relative to the largest logit."""
+    error relative to the largest logit. `versioned`: the model refuses a `state_dict`
+    without torch's version metadata (MNASNet), which is added before loading."""
     tree, config = convert(model)
     assert config.get("train_mode", False) is False
     with torch.no_grad():
@@ -68,6 +76,9 @@ def assert_converts_and_matches(model: torch.nn.Module, x: np.ndarray) -> float:
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     state = to_torch(tree)
     original = model.state_dict()
+    if versioned:
+        state = OrderedDict(state)
+        state._metadata = original._metadata
     model.load_state_dict(state, strict=True)
     for name, tensor in original.items():
         assert torch.equal(state[name], tensor), name

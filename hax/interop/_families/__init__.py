@@ -11,4 +11,5 @@ from . import (
     _timm_cnn as _timm_cnn,
     _timm_layers as _timm_layers,
     _torchvision_cnn as _torchvision_cnn,
+    _torchvision_mobile as _torchvision_mobile,
 )

@@ -1,8 +1,8 @@
-"""torchvision's classification CNNs: ResNet (BasicBlock, Bottleneck: also wide_resnet
-and resnext), MobileNetV2/V3, EfficientNet (MBConv, FusedMBConv: also V2) and ConvNeXt,
-with their shared blocks (SqueezeExcitation, StochasticDepth, Permute, LayerNorm2d).
-Each apply mirrors the torch `forward` line by line; torchvision's own
-`Conv2dNormActivation` is a `Sequential` and converts as one."""
+"""torchvision's residual and plain classification CNNs: ResNet (BasicBlock,
+Bottleneck: also wide_resnet and resnext), RegNet, DenseNet, ConvNeXt, VGG, AlexNet
+and SqueezeNet. Each apply mirrors the torch `forward` line by line; torchvision's
+`Conv2dNormActivation` and the `Sequential` subclasses RegNet and DenseNet are made of
+convert as `Sequential`. The mobile families are in `_torchvision_mobile`."""
 
 from typing import Any
 
@@ -13,18 +13,24 @@ from ..._organizer import StateOrganizer, organized_apply
 from ..._types import GlobalConfig, StructureTree
 from .._library import register_apply
 from ._norm2d import layer_norm2d_apply
-from ._stochastic import drop_path
+from ._stochastic import dropout
 
 _MODELS = "torchvision.models."
-_OPS = "torchvision.ops."
 
 
-def _flatten(x: jax.Array) -> jax.Array:
+def flatten(x: jax.Array) -> jax.Array:
     """`torch.flatten(x, 1)`."""
     return x.reshape(x.shape[0], -1)
 
 
-# ---------------------------------------------------------------- ResNet
+@organized_apply
+def features_pool_classifier_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """`VGG`, `AlexNet`, `MobileNetV3`, `EfficientNet`: features, `avgpool`, flatten,
+    classifier."""
+    return org.classifier(flatten(org.avgpool(org.features(x))))
+
+
+# ---------------------------------------------------------------- ResNet, RegNet
 
 
 @organized_apply
@@ -32,7 +38,7 @@ def resnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
     """`ResNet`: stem, four stages, global average pool, `fc`."""
     x = org.maxpool(org.relu(org.bn1(org.conv1(x))))
     x = org.layer4(org.layer3(org.layer2(org.layer1(x))))
-    return org.fc(_flatten(org.avgpool(x)))
+    return org.fc(flatten(org.avgpool(x)))
 
 
 @organized_apply
@@ -58,67 +64,50 @@ def bottleneck_apply(org: StateOrganizer, x: jax.Array) -> Any:
     return org.relu(out + identity)
 
 
-# ---------------------------------------------------------------- MobileNetV2/V3, EfficientNet
+@organized_apply
+def regnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """`RegNet`: stem, trunk, `avgpool`, flatten, `fc`."""
+    return org.fc(flatten(org.avgpool(org.trunk_output(org.stem(x)))))
 
 
 @organized_apply
-def mobilenet_v2_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """`MobileNetV2`: features, `adaptive_avg_pool2d(x, (1, 1))`, classifier."""
-    x = org.features(x)
-    x = jnp.mean(x, axis=(2, 3), keepdims=True)
-    return org.classifier(_flatten(x))
+def res_bottleneck_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """RegNet's `ResBottleneckBlock`: the transform `f` plus the (projected) input."""
+    x = org.proj(x) + org.f(x) if org.proj is not None else x + org.f(x)
+    return org.activation(x)
+
+
+# ---------------------------------------------------------------- DenseNet
 
 
 @organized_apply
-def features_pool_classifier_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """`MobileNetV3`, `EfficientNet`: features, `avgpool`, flatten, classifier."""
-    return org.classifier(_flatten(org.avgpool(org.features(x))))
+def densenet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """`DenseNet`: features, ReLU, global average pool, classifier."""
+    out = jax.nn.relu(org.features(x))
+    return org.classifier(flatten(jnp.mean(out, axis=(2, 3), keepdims=True)))
 
 
 @organized_apply
-def mobilenet_v2_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """MobileNetV2's `InvertedResidual`: the block, plus the input when shapes allow."""
-    if org.use_res_connect:
-        return x + org.conv(x)
-    return org.conv(x)
+def dense_block_apply(org: StateOrganizer, init_features: jax.Array) -> Any:
+    """`_DenseBlock`: each layer reads all the features so far; all are concatenated."""
+    features = [init_features]
+    for name in org.order:
+        features.append(getattr(org, name)(features))
+    return jnp.concatenate(features, axis=1)
 
 
 @organized_apply
-def mobilenet_v3_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """MobileNetV3's `InvertedResidual`."""
-    result = org.block(x)
-    if org.use_res_connect:
-        result = result + x
-    return result
+def dense_layer_apply(org: StateOrganizer, inputs: Any) -> Any:
+    """`_DenseLayer`: BN-ReLU-1x1 conv over the concatenated inputs, BN-ReLU-3x3 conv,
+    dropout (`drop_rate`). `memory_efficient` checkpointing changes memory only."""
+    prev_features = [inputs] if isinstance(inputs, jax.Array) else inputs
+    concated = jnp.concatenate(prev_features, axis=1)
+    bottleneck_output = org.conv1(org.relu1(org.norm1(concated)))
+    new_features = org.conv2(org.relu2(org.norm2(bottleneck_output)))
+    return dropout(org, new_features, org.drop_rate)
 
 
-@organized_apply
-def mbconv_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """EfficientNet's `MBConv` and `FusedMBConv`: the block, stochastic depth on the
-    residual branch."""
-    result = org.block(x)
-    if org.use_res_connect:
-        result = org.stochastic_depth(result)
-        result = result + x
-    return result
-
-
-@organized_apply
-def squeeze_excitation_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """`torchvision.ops.SqueezeExcitation`: scale channels by a gate computed from their
-    means."""
-    scale = org.fc2(org.activation(org.fc1(org.avgpool(x))))
-    return org.scale_activation(scale) * x
-
-
-@organized_apply
-def stochastic_depth_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """`torchvision.ops.StochasticDepth`: drop the whole branch per sample (`"row"`) or
-    for the batch (`"batch"`) with probability `p`, in training."""
-    return drop_path(org, x, org.p, per_sample=org.mode == "row")
-
-
-# ---------------------------------------------------------------- ConvNeXt
+# ---------------------------------------------------------------- ConvNeXt, SqueezeNet
 
 
 @organized_apply
@@ -141,22 +130,36 @@ def permute_apply(
     return tree, jnp.transpose(x, tree["aux"]["dims"])
 
 
+@organized_apply
+def squeezenet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """`SqueezeNet`: features, classifier (ending in a global pool), flatten."""
+    return flatten(org.classifier(org.features(x)))
+
+
+@organized_apply
+def fire_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """SqueezeNet's `Fire`: squeeze, then 1x1 and 3x3 expansions concatenated."""
+    x = org.squeeze_activation(org.squeeze(x))
+    expand1x1 = org.expand1x1_activation(org.expand1x1(x))
+    return jnp.concatenate([expand1x1, org.expand3x3_activation(org.expand3x3(x))], axis=1)
+
+
 for _path, _apply in {
+    "alexnet.AlexNet": features_pool_classifier_apply,
+    "vgg.VGG": features_pool_classifier_apply,
     "resnet.ResNet": resnet_apply,
     "resnet.BasicBlock": basic_block_apply,
     "resnet.Bottleneck": bottleneck_apply,
-    "mobilenetv2.MobileNetV2": mobilenet_v2_apply,
-    "mobilenetv2.InvertedResidual": mobilenet_v2_inverted_residual_apply,
-    "mobilenetv3.MobileNetV3": features_pool_classifier_apply,
-    "mobilenetv3.InvertedResidual": mobilenet_v3_inverted_residual_apply,
-    "efficientnet.EfficientNet": features_pool_classifier_apply,
-    "efficientnet.MBConv": mbconv_apply,
-    "efficientnet.FusedMBConv": mbconv_apply,
+    "regnet.RegNet": regnet_apply,
+    "regnet.ResBottleneckBlock": res_bottleneck_block_apply,
+    "densenet.DenseNet": densenet_apply,
+    "densenet._DenseBlock": dense_block_apply,
     "convnext.ConvNeXt": convnext_apply,
     "convnext.CNBlock": cn_block_apply,
     "convnext.LayerNorm2d": layer_norm2d_apply,
+    "squeezenet.SqueezeNet": squeezenet_apply,
+    "squeezenet.Fire": fire_apply,
 }.items():
     register_apply(_MODELS + _path, _apply)
-register_apply(_OPS + "misc.SqueezeExcitation", squeeze_excitation_apply)
-register_apply(_OPS + "misc.Permute", permute_apply)
-register_apply(_OPS + "stochastic_depth.StochasticDepth", stochastic_depth_apply, rng=True)
+register_apply(_MODELS + "densenet._DenseLayer", dense_layer_apply, rng=True)
+register_apply("torchvision.ops.misc.Permute", permute_apply)
