@@ -12,10 +12,11 @@ relative to the logits.
 from collections import OrderedDict
 
 import numpy as np
+import pytest
 import torch
 
 import hax
-from hax.interop import convert, to_torch
+from hax.interop import ConversionError, convert, to_torch
 
 
 def images(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -83,3 +84,15 @@ def assert_converts_and_matches(
     for name, tensor in original.items():
         assert torch.equal(state[name], tensor), name
     return float(np.abs(out - ref).max() / np.abs(ref).max())
+
+
+def skip_while_hax_nn_lacks(model: torch.nn.Module, layers: set[str]) -> None:
+    """Skip while `layers` (torch classes `hax.nn` is still to gain, such as MobileNetV3's
+    `Hardswish`) are the only classes of `model` that `convert` does not know."""
+    try:
+        convert(model)
+    except ConversionError as err:
+        missing = {cls.__name__ for _, cls in err.unknown}
+        if missing and missing <= layers and not err.failed:
+            pytest.skip(f"hax.nn has no {sorted(missing)} yet")
+        raise

@@ -1,6 +1,6 @@
-"""timm's ResNet and ConvNeXt families convert with no user code, match torch's logits
-in eval mode and go back with `to_torch`; their dropout and drop-path drop at their
-configured rates in training."""
+"""timm's ResNet, ConvNeXt, EfficientNet and MobileNetV3 families convert with no user
+code, match torch's logits in eval mode and go back with `to_torch`; their dropout and
+drop-path drop at their configured rates in training."""
 
 import functools
 
@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cnn_cases import assert_converts_and_matches, images, randomize
+from cnn_cases import assert_converts_and_matches, images, randomize, skip_while_hax_nn_lacks
 from conftest import import_torchvision
 
 import hax
@@ -18,11 +18,33 @@ import_torchvision()  # timm imports it
 timm = pytest.importorskip("timm")
 resnet = pytest.importorskip("timm.models.resnet")
 convnext = pytest.importorskip("timm.models.convnext")
+efficientnet = pytest.importorskip("timm.models.efficientnet")
+builder = pytest.importorskip("timm.models._efficientnet_builder")
 BlurPool2d = pytest.importorskip("timm.layers").BlurPool2d
 
 
 def _create(name: str, **kwargs: object) -> object:
     return timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
+
+
+def _efficientnet_blocks() -> object:
+    """An EfficientNet of every block kind: ConvBnAct with skip, EdgeResidual (V2's
+    FusedMBConv), InvertedResidual with SqueezeExcite, DepthwiseSeparableConv; with
+    drop-path and head dropout."""
+    arch = [
+        ["cn_r1_k3_s1_e1_c16_skip"],
+        ["er_r2_k3_s2_e4_c24"],
+        ["ir_r2_k3_s2_e4_c32_se0.25"],
+        ["ds_r1_k3_s1_e1_c32"],
+    ]
+    return efficientnet.EfficientNet(
+        builder.decode_arch_def(arch),
+        num_classes=10,
+        stem_size=16,
+        num_features=64,
+        drop_rate=0.2,
+        drop_path_rate=0.1,
+    )
 
 
 MODELS = {
@@ -69,13 +91,21 @@ MODELS = {
         stem_type="overlap_act",
         drop_path_rate=0.1,
     ),
+    "efficientnet_b0": functools.partial(_create, "efficientnet_b0"),
+    # Conv2dSame: TensorFlow's 'SAME' padding, from the input size
+    "tf_efficientnet_b0": functools.partial(_create, "tf_efficientnet_b0"),
+    "efficientnet_blocks": _efficientnet_blocks,
+    "mobilenetv3_small_050": functools.partial(_create, "mobilenetv3_small_050"),
 }
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_converts_with_no_user_code_and_matches_torch(name):
     x = images(2, 32)
-    error = assert_converts_and_matches(randomize(MODELS[name](), x), x)
+    model = randomize(MODELS[name](), x)
+    if name.startswith("mobilenetv3"):
+        skip_while_hax_nn_lacks(model, {"Hardswish", "Hardsigmoid"})
+    error = assert_converts_and_matches(model, x)
     assert error < 1e-5
 
 

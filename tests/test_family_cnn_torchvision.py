@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from cnn_cases import assert_converts_and_matches, images, randomize
+from cnn_cases import assert_converts_and_matches, images, randomize, skip_while_hax_nn_lacks
 from conftest import import_torchvision
 
 import hax
-from hax.interop import ConversionError, convert
+from hax.interop import convert
 
 tv = import_torchvision()
 models = tv.models
@@ -76,24 +76,12 @@ MODELS = {
 }
 
 
-def _convert_or_skip_missing_layers(model: object) -> None:
-    """MobileNetV3's Hardswish and Hardsigmoid are `hax.nn` layers still to come: skip
-    while they are the only classes `convert` does not know."""
-    try:
-        convert(model)
-    except ConversionError as err:
-        missing = {cls.__name__ for _, cls in err.unknown}
-        if missing and missing <= {"Hardswish", "Hardsigmoid"} and not err.failed:
-            pytest.skip(f"hax.nn has no {sorted(missing)} yet")
-        raise
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_converts_with_no_user_code_and_matches_torch(name):
     x = images(2, 32)
     model = randomize(MODELS[name](), x)
     if name == "mobilenet_v3_small":
-        _convert_or_skip_missing_layers(model)
+        skip_while_hax_nn_lacks(model, {"Hardswish", "Hardsigmoid"})
     error = assert_converts_and_matches(model, x, versioned=name.startswith("mnasnet"))
     assert error < 1e-5
 

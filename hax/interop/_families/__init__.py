@@ -9,6 +9,7 @@ from . import (
     _hf_activations as _hf_activations,
     _timm_blocks as _timm_blocks,
     _timm_cnn as _timm_cnn,
+    _timm_efficientnet as _timm_efficientnet,
     _timm_layers as _timm_layers,
     _torchvision_cnn as _torchvision_cnn,
     _torchvision_mobile as _torchvision_mobile,

@@ -1,6 +1,7 @@
-"""`timm.layers` that timm's CNNs share: activations, norms, global pools, classifier
-heads and drop-path. Classes that are a `hax.nn` layer under another name convert to
-it; the others run with an apply that mirrors their torch `forward`."""
+"""`timm.layers` that timm's CNNs share: activations, norms (with their activation),
+'SAME'-padded convolutions, global pools, classifier heads and drop-path. Classes that
+are a `hax.nn` layer under another name convert to it; the others run with an apply
+that mirrors their torch `forward`."""
 
 import functools
 from collections.abc import Callable
@@ -11,8 +12,9 @@ import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import GlobalConfig, Module, StructureTree
-from ...nn import GELU, Sigmoid, SiLU, Tanh
+from ...nn import GELU, Sigmoid, SiLU, Tanh, batch_norm2d_apply, conv2d_apply
 from ...nn._layer import ConvertChild, Converter
+from ...nn._linear import _convert as _convert_linear
 from ...nn._norm import _convert_layer_norm, _convert_rms_norm
 from .._library import register_apply, register_converter
 from ._norm2d import layer_norm2d_apply, over_channels, rms_norm2d_apply
@@ -90,6 +92,41 @@ def simple_norm2d_apply(
     return over_channels(simple_norm_apply, tree, global_config, x)
 
 
+def batch_norm_act2d_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+) -> tuple[StructureTree, jax.Array]:
+    """`BatchNormAct2d`: `BatchNorm2d` (its node holds the norm's params, buffers and
+    aux), then its `drop` and `act` children."""
+    tree, x = batch_norm2d_apply(tree, global_config, x)
+    return _drop_act(tree, global_config, x)
+
+
+@organized_apply
+def _drop_act(org: StateOrganizer, x: jax.Array) -> Any:
+    return org.act(org.drop(x))
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """timm's `get_same_padding`, split low/high as `pad_same` does (extra on the high
+    side), as TensorFlow's 'SAME'."""
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv2d_same_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+) -> tuple[StructureTree, jax.Array]:
+    """`Conv2dSame` (the `tf_` models): pad for 'SAME' from the input size, then the
+    node's `Conv2d` (its aux says padding 0)."""
+    aux = tree["aux"]
+    kernel = tree["params"]["weight"].shape[2:]
+    pads = [
+        _same_padding(size, k, s, d)
+        for size, k, s, d in zip(x.shape[2:], kernel, aux["stride"], aux["dilation"], strict=True)
+    ]
+    return conv2d_apply(tree, global_config, jnp.pad(x, ((0, 0), (0, 0), *pads)))
+
+
 # ---------------------------------------------------------------- pools and heads
 
 
@@ -163,6 +200,7 @@ _ACTIVATIONS: dict[str, Callable[[], Module]] = {
 }
 for _path, _make in _ACTIVATIONS.items():
     register_converter(_LAYERS + _path, _builds(_make))
+register_converter(_LAYERS + "linear.Linear", _convert_linear)
 register_converter(_LAYERS + "norm.LayerNorm", _convert_layer_norm)
 register_converter(_LAYERS + "norm.RmsNorm", _convert_rms_norm)
 for _path, _apply in {
@@ -185,3 +223,8 @@ for _path, _apply in {
 }.items():
     register_apply(_LAYERS + _path, _apply)
 register_apply(_LAYERS + "drop.DropPath", drop_path_apply, rng=True)
+register_apply(_LAYERS + "conv2d_same.Conv2dSame", conv2d_same_apply)
+# BatchNorm2d's apply reads `axis_name` (for cross-device statistics): none here
+register_apply(
+    _LAYERS + "norm_act.BatchNormAct2d", batch_norm_act2d_apply, aux=lambda m: {"axis_name": None}
+)
