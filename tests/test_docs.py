@@ -125,3 +125,15 @@ def test_char_lm_example_trains_and_samples():
     assert loss is not None and float(loss.group(1)) < float(loss.group(2)), result.stdout
     sample = result.stdout.split("sample:\n", 1)[1].rsplit("\ndone in", 1)[0]
     assert sample.startswith("def ") and len(sample) == len("def ") + 40
+
+
+def test_readme_summary_table_is_what_summary_prints():
+    import hax
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<details><summary>the table</summary>")
+    table = re.search(r"```text\n(.*?)```", readme[start:], re.S)
+    assert table is not None
+    with hax.rng_context(0):
+        tree, config = hax.models.resnet18(num_classes=10, width=8, small_input=True)
+    assert table.group(1).strip() == hax.summary(tree, config).strip()
