@@ -9,23 +9,20 @@ from ..._types import ApplyFn, GlobalConfig, StructureTree
 from ...nn import layer_norm_apply, rms_norm_apply
 
 
-def over_channels(
-    apply: ApplyFn, tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """`apply` (a norm over the trailing axis) run over axis 1 of `x`."""
-    tree, y = apply(tree, global_config, jnp.moveaxis(x, 1, -1))
-    return tree, jnp.moveaxis(y, -1, 1)
+def over_channels(apply: ApplyFn) -> ApplyFn:
+    """`apply` (a norm over the trailing axis) run over axis 1 of its input."""
+
+    def channels_apply(
+        tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    ) -> tuple[StructureTree, jax.Array]:
+        tree, y = apply(tree, global_config, jnp.moveaxis(x, 1, -1))
+        return tree, jnp.moveaxis(y, -1, 1)
+
+    return channels_apply
 
 
-def layer_norm2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """ConvNeXt's `LayerNorm2d` (torchvision and timm): `LayerNorm` over channels."""
-    return over_channels(layer_norm_apply, tree, global_config, x)
+layer_norm2d_apply = over_channels(layer_norm_apply)
+"""ConvNeXt's `LayerNorm2d` (torchvision and timm): `LayerNorm` over channels."""
 
-
-def rms_norm2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """timm's `RmsNorm2d`: `RMSNorm` over channels."""
-    return over_channels(rms_norm_apply, tree, global_config, x)
+rms_norm2d_apply = over_channels(rms_norm_apply)
+"""timm's `RmsNorm2d`: `RMSNorm` over channels."""

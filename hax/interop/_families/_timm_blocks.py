@@ -8,35 +8,35 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from .._library import register_apply
-
-_LAYERS = "timm.layers."
+from ._registry import register_all
 
 # torch's `F.pad` modes, by their `jnp.pad` names
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+def _mlp_out(org: StateOrganizer, hidden: jax.Array, norm: Any) -> Any:
+    """How the MLPs end, after their activation: dropout, `norm`, `fc2`, dropout."""
+    return org.drop2(org.fc2(norm(org.drop1(hidden))))
+
+
 @organized_apply
 def mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
     """`Mlp`: `fc1`, activation, dropout, norm, `fc2`, dropout."""
-    x = org.drop1(org.act(org.fc1(x)))
-    return org.drop2(org.fc2(org.norm(x)))
+    return _mlp_out(org, org.act(org.fc1(x)), org.norm)
 
 
 @organized_apply
 def glu_mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
     """`GluMlp`: `fc1` split in two halves along `chunk_dim`, one gating the other."""
     x1, x2 = jnp.split(org.fc1(x), 2, axis=org.chunk_dim)
-    x = x1 * org.act(x2) if org.gate_last else org.act(x1) * x2
-    x = org.norm(org.drop1(x))
-    return org.drop2(org.fc2(x))
+    hidden = x1 * org.act(x2) if org.gate_last else org.act(x1) * x2
+    return _mlp_out(org, hidden, org.norm)
 
 
 @organized_apply
 def global_response_norm_mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
     """`GlobalResponseNormMlp` (ConvNeXt-V2): `Mlp` with a `grn` in place of the norm."""
-    x = org.drop1(org.act(org.fc1(x)))
-    return org.drop2(org.fc2(org.grn(x)))
+    return _mlp_out(org, org.act(org.fc1(x)), org.grn)
 
 
 @organized_apply
@@ -101,15 +101,17 @@ def blur_pool2d_apply(org: StateOrganizer, x: jax.Array) -> Any:
     )
 
 
-for _path, _apply in {
-    "mlp.Mlp": mlp_apply,
-    "mlp.GluMlp": glu_mlp_apply,
-    "mlp.GlobalResponseNormMlp": global_response_norm_mlp_apply,
-    "grn.GlobalResponseNorm": global_response_norm_apply,
-    "squeeze_excite.SEModule": se_module_apply,
-    "squeeze_excite.EffectiveSEModule": effective_se_module_apply,
-    "eca.EcaModule": eca_module_apply,
-    "eca.CecaModule": ceca_module_apply,
-    "blur_pool.BlurPool2d": blur_pool2d_apply,
-}.items():
-    register_apply(_LAYERS + _path, _apply)
+register_all(
+    "timm.layers.",
+    {
+        "mlp.Mlp": mlp_apply,
+        "mlp.GluMlp": glu_mlp_apply,
+        "mlp.GlobalResponseNormMlp": global_response_norm_mlp_apply,
+        "grn.GlobalResponseNorm": global_response_norm_apply,
+        "squeeze_excite.SEModule": se_module_apply,
+        "squeeze_excite.EffectiveSEModule": effective_se_module_apply,
+        "eca.EcaModule": eca_module_apply,
+        "eca.CecaModule": ceca_module_apply,
+        "blur_pool.BlurPool2d": blur_pool2d_apply,
+    },
+)

@@ -10,11 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from .._library import register_apply
-from ._stochastic import dropout
-
-_MODELS = "timm.models."
-
+from ._randomness import dropout
+from ._registry import register_all
 
 # ---------------------------------------------------------------- ResNet
 
@@ -97,13 +94,16 @@ def convnext_downsample_apply(org: StateOrganizer, x: jax.Array) -> Any:
     return org.conv(org.pool(x))
 
 
-for _path, _apply in {
-    "convnext.ConvNeXt": convnext_apply,
-    "convnext.ConvNeXtStage": convnext_stage_apply,
-    "convnext.ConvNeXtBlock": convnext_block_apply,
-    "convnext.Downsample": convnext_downsample_apply,
-    "resnet.BasicBlock": basic_block_apply,
-    "resnet.Bottleneck": bottleneck_apply,
-}.items():
-    register_apply(_MODELS + _path, _apply)
-register_apply(_MODELS + "resnet.ResNet", resnet_apply, rng=True)
+register_all(
+    "timm.models.",
+    {
+        "convnext.ConvNeXt": convnext_apply,
+        "convnext.ConvNeXtStage": convnext_stage_apply,
+        "convnext.ConvNeXtBlock": convnext_block_apply,
+        "convnext.Downsample": convnext_downsample_apply,
+        "resnet.ResNet": resnet_apply,
+        "resnet.BasicBlock": basic_block_apply,
+        "resnet.Bottleneck": bottleneck_apply,
+    },
+    rng={"resnet.ResNet"},
+)

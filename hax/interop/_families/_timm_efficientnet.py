@@ -10,10 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from .._library import register_apply
-from ._stochastic import dropout
-
-_MODELS = "timm.models."
+from ._randomness import dropout
+from ._registry import register_all
 
 
 @organized_apply
@@ -88,13 +86,16 @@ def edge_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
     return _skip(org, x, shortcut)
 
 
-for _path, _apply in {
-    "_efficientnet_blocks.SqueezeExcite": squeeze_excite_apply,
-    "_efficientnet_blocks.ConvBnAct": conv_bn_act_apply,
-    "_efficientnet_blocks.DepthwiseSeparableConv": depthwise_separable_conv_apply,
-    "_efficientnet_blocks.InvertedResidual": inverted_residual_apply,
-    "_efficientnet_blocks.EdgeResidual": edge_residual_apply,
-}.items():
-    register_apply(_MODELS + _path, _apply)
-register_apply(_MODELS + "efficientnet.EfficientNet", efficientnet_apply, rng=True)
-register_apply(_MODELS + "mobilenetv3.MobileNetV3", mobilenet_v3_apply, rng=True)
+register_all(
+    "timm.models.",
+    {
+        "efficientnet.EfficientNet": efficientnet_apply,
+        "mobilenetv3.MobileNetV3": mobilenet_v3_apply,
+        "_efficientnet_blocks.SqueezeExcite": squeeze_excite_apply,
+        "_efficientnet_blocks.ConvBnAct": conv_bn_act_apply,
+        "_efficientnet_blocks.DepthwiseSeparableConv": depthwise_separable_conv_apply,
+        "_efficientnet_blocks.InvertedResidual": inverted_residual_apply,
+        "_efficientnet_blocks.EdgeResidual": edge_residual_apply,
+    },
+    rng={"efficientnet.EfficientNet", "mobilenetv3.MobileNetV3"},
+)

@@ -16,9 +16,12 @@ from ...nn import GELU, Sigmoid, SiLU, Tanh, batch_norm2d_apply, conv2d_apply
 from ...nn._layer import ConvertChild, Converter
 from ...nn._linear import _convert as _convert_linear
 from ...nn._norm import _convert_layer_norm, _convert_rms_norm
-from .._library import register_apply, register_converter
+from ...nn.functional import hardsigmoid, mish
+from .._library import register_converter
+from ._elementwise import elementwise, quick_gelu
 from ._norm2d import layer_norm2d_apply, over_channels, rms_norm2d_apply
-from ._stochastic import drop_path
+from ._randomness import drop_path_apply
+from ._registry import register_all
 
 _LAYERS = "timm.layers."
 
@@ -34,39 +37,14 @@ def _builds(make: Callable[[], Module]) -> Converter:
     return convert
 
 
-def quick_gelu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """`QuickGELU`: `x * sigmoid(1.702 x)`."""
-    return tree, x * jax.nn.sigmoid(1.702 * x)
+def _hard_swish(x: jax.Array) -> jax.Array:
+    """`HardSwish`: `x * relu6(x + 3) / 6`, as timm writes it (`x` times the gate)."""
+    return x * hardsigmoid(x)
 
 
-def mish_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """`Mish`: `x * tanh(softplus(x))`."""
-    return tree, x * jnp.tanh(jax.nn.softplus(x))
-
-
-def hard_sigmoid_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """`HardSigmoid`: `relu6(x + 3) / 6`."""
-    return tree, jnp.clip(x + 3.0, 0.0, 6.0) / 6.0
-
-
-def hard_swish_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """`HardSwish`: `x * relu6(x + 3) / 6`."""
-    return tree, x * (jnp.clip(x + 3.0, 0.0, 6.0) / 6.0)
-
-
-def hard_mish_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
+def _hard_mish(x: jax.Array) -> jax.Array:
     """`HardMish`: `0.5 x clamp(x + 2, 0, 2)`."""
-    return tree, 0.5 * x * jnp.clip(x + 2.0, 0.0, 2.0)
+    return 0.5 * x * jnp.clip(x + 2.0, 0.0, 2.0)
 
 
 # ---------------------------------------------------------------- norms
@@ -85,11 +63,8 @@ def simple_norm_apply(
     return tree, y
 
 
-def simple_norm2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
-) -> tuple[StructureTree, jax.Array]:
-    """`SimpleNorm2d`: `SimpleNorm` over the channels of an `(N, C, H, W)` input."""
-    return over_channels(simple_norm_apply, tree, global_config, x)
+simple_norm2d_apply = over_channels(simple_norm_apply)
+"""`SimpleNorm2d`: `SimpleNorm` over the channels of an `(N, C, H, W)` input."""
 
 
 def batch_norm_act2d_apply(
@@ -185,12 +160,6 @@ def norm_mlp_classifier_head_apply(
     return x if pre_logits else org.fc(x)
 
 
-@organized_apply
-def drop_path_apply(org: StateOrganizer, x: jax.Array) -> Any:
-    """`DropPath`: drop each sample's residual branch with probability `drop_prob`."""
-    return drop_path(org, x, org.drop_prob, scale=org.scale_by_keep)
-
-
 _ACTIVATIONS: dict[str, Callable[[], Module]] = {
     "activations.GELU": GELU,
     "activations.GELUTanh": functools.partial(GELU, "tanh"),
@@ -201,30 +170,33 @@ _ACTIVATIONS: dict[str, Callable[[], Module]] = {
 for _path, _make in _ACTIVATIONS.items():
     register_converter(_LAYERS + _path, _builds(_make))
 register_converter(_LAYERS + "linear.Linear", _convert_linear)
-register_converter(_LAYERS + "norm.LayerNorm", _convert_layer_norm)
+for _path in ("norm.LayerNorm", "norm.LayerNormFp32"):
+    register_converter(_LAYERS + _path, _convert_layer_norm)
 register_converter(_LAYERS + "norm.RmsNorm", _convert_rms_norm)
-for _path, _apply in {
-    "activations.QuickGELU": quick_gelu_apply,
-    "activations.Mish": mish_apply,
-    "activations.HardSigmoid": hard_sigmoid_apply,
-    "activations.HardSwish": hard_swish_apply,
-    "activations.HardMish": hard_mish_apply,
-    "norm.LayerNorm2d": layer_norm2d_apply,
-    "norm.RmsNorm2d": rms_norm2d_apply,
-    "norm.SimpleNorm": simple_norm_apply,
-    "norm.SimpleNorm2d": simple_norm2d_apply,
-    "adaptive_avgmax_pool.SelectAdaptivePool2d": select_adaptive_pool2d_apply,
-    "adaptive_avgmax_pool.FastAdaptiveAvgPool": fast_adaptive_avg_pool_apply,
-    "adaptive_avgmax_pool.FastAdaptiveMaxPool": fast_adaptive_max_pool_apply,
-    "adaptive_avgmax_pool.FastAdaptiveAvgMaxPool": fast_adaptive_avg_max_pool_apply,
-    "adaptive_avgmax_pool.FastAdaptiveCatAvgMaxPool": fast_adaptive_cat_avg_max_pool_apply,
-    "classifier.ClassifierHead": classifier_head_apply,
-    "classifier.NormMlpClassifierHead": norm_mlp_classifier_head_apply,
-}.items():
-    register_apply(_LAYERS + _path, _apply)
-register_apply(_LAYERS + "drop.DropPath", drop_path_apply, rng=True)
-register_apply(_LAYERS + "conv2d_same.Conv2dSame", conv2d_same_apply)
-# BatchNorm2d's apply reads `axis_name` (for cross-device statistics): none here
-register_apply(
-    _LAYERS + "norm_act.BatchNormAct2d", batch_norm_act2d_apply, aux=lambda m: {"axis_name": None}
+register_all(
+    _LAYERS,
+    {
+        "activations.QuickGELU": elementwise(quick_gelu),
+        "activations.Mish": elementwise(mish),
+        "activations.HardSigmoid": elementwise(hardsigmoid),
+        "activations.HardSwish": elementwise(_hard_swish),
+        "activations.HardMish": elementwise(_hard_mish),
+        "norm.LayerNorm2d": layer_norm2d_apply,
+        "norm.RmsNorm2d": rms_norm2d_apply,
+        "norm.SimpleNorm": simple_norm_apply,
+        "norm.SimpleNorm2d": simple_norm2d_apply,
+        "norm_act.BatchNormAct2d": batch_norm_act2d_apply,
+        "conv2d_same.Conv2dSame": conv2d_same_apply,
+        "adaptive_avgmax_pool.SelectAdaptivePool2d": select_adaptive_pool2d_apply,
+        "adaptive_avgmax_pool.FastAdaptiveAvgPool": fast_adaptive_avg_pool_apply,
+        "adaptive_avgmax_pool.FastAdaptiveMaxPool": fast_adaptive_max_pool_apply,
+        "adaptive_avgmax_pool.FastAdaptiveAvgMaxPool": fast_adaptive_avg_max_pool_apply,
+        "adaptive_avgmax_pool.FastAdaptiveCatAvgMaxPool": fast_adaptive_cat_avg_max_pool_apply,
+        "classifier.ClassifierHead": classifier_head_apply,
+        "classifier.NormMlpClassifierHead": norm_mlp_classifier_head_apply,
+        "drop.DropPath": drop_path_apply,
+    },
+    rng={"drop.DropPath"},
+    # BatchNorm2d's apply reads `axis_name` (for cross-device statistics): none here
+    aux={"norm_act.BatchNormAct2d": lambda m: {"axis_name": None}},
 )

@@ -11,11 +11,9 @@ import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import GlobalConfig, StructureTree
-from .._library import register_apply
 from ._norm2d import layer_norm2d_apply
-from ._stochastic import dropout
-
-_MODELS = "torchvision.models."
+from ._randomness import dropout
+from ._registry import register_all
 
 
 def flatten(x: jax.Array) -> jax.Array:
@@ -41,27 +39,25 @@ def resnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
     return org.fc(flatten(org.avgpool(x)))
 
 
+def _residual(org: StateOrganizer, out: jax.Array, x: jax.Array) -> Any:
+    """How both blocks end: the (downsampled) shortcut added, then ReLU."""
+    identity = x if org.downsample is None else org.downsample(x)
+    return org.relu(out + identity)
+
+
 @organized_apply
 def basic_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
     """`BasicBlock`: two 3x3 convolutions and the (downsampled) shortcut."""
-    identity = x
     out = org.relu(org.bn1(org.conv1(x)))
-    out = org.bn2(org.conv2(out))
-    if org.downsample is not None:
-        identity = org.downsample(x)
-    return org.relu(out + identity)
+    return _residual(org, org.bn2(org.conv2(out)), x)
 
 
 @organized_apply
 def bottleneck_apply(org: StateOrganizer, x: jax.Array) -> Any:
     """`Bottleneck`: 1x1, 3x3 (grouped for ResNeXt), 1x1, and the shortcut."""
-    identity = x
     out = org.relu(org.bn1(org.conv1(x)))
     out = org.relu(org.bn2(org.conv2(out)))
-    out = org.bn3(org.conv3(out))
-    if org.downsample is not None:
-        identity = org.downsample(x)
-    return org.relu(out + identity)
+    return _residual(org, org.bn3(org.conv3(out)), x)
 
 
 @organized_apply
@@ -144,22 +140,25 @@ def fire_apply(org: StateOrganizer, x: jax.Array) -> Any:
     return jnp.concatenate([expand1x1, org.expand3x3_activation(org.expand3x3(x))], axis=1)
 
 
-for _path, _apply in {
-    "alexnet.AlexNet": features_pool_classifier_apply,
-    "vgg.VGG": features_pool_classifier_apply,
-    "resnet.ResNet": resnet_apply,
-    "resnet.BasicBlock": basic_block_apply,
-    "resnet.Bottleneck": bottleneck_apply,
-    "regnet.RegNet": regnet_apply,
-    "regnet.ResBottleneckBlock": res_bottleneck_block_apply,
-    "densenet.DenseNet": densenet_apply,
-    "densenet._DenseBlock": dense_block_apply,
-    "convnext.ConvNeXt": convnext_apply,
-    "convnext.CNBlock": cn_block_apply,
-    "convnext.LayerNorm2d": layer_norm2d_apply,
-    "squeezenet.SqueezeNet": squeezenet_apply,
-    "squeezenet.Fire": fire_apply,
-}.items():
-    register_apply(_MODELS + _path, _apply)
-register_apply(_MODELS + "densenet._DenseLayer", dense_layer_apply, rng=True)
-register_apply("torchvision.ops.misc.Permute", permute_apply)
+register_all(
+    "torchvision.",
+    {
+        "models.alexnet.AlexNet": features_pool_classifier_apply,
+        "models.vgg.VGG": features_pool_classifier_apply,
+        "models.resnet.ResNet": resnet_apply,
+        "models.resnet.BasicBlock": basic_block_apply,
+        "models.resnet.Bottleneck": bottleneck_apply,
+        "models.regnet.RegNet": regnet_apply,
+        "models.regnet.ResBottleneckBlock": res_bottleneck_block_apply,
+        "models.densenet.DenseNet": densenet_apply,
+        "models.densenet._DenseBlock": dense_block_apply,
+        "models.densenet._DenseLayer": dense_layer_apply,
+        "models.convnext.ConvNeXt": convnext_apply,
+        "models.convnext.CNBlock": cn_block_apply,
+        "models.convnext.LayerNorm2d": layer_norm2d_apply,
+        "models.squeezenet.SqueezeNet": squeezenet_apply,
+        "models.squeezenet.Fire": fire_apply,
+        "ops.misc.Permute": permute_apply,
+    },
+    rng={"models.densenet._DenseLayer"},
+)

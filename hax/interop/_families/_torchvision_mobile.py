@@ -9,12 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from .._library import register_apply
-from ._stochastic import drop_path
+from ._randomness import drop_path
+from ._registry import register_all
 from ._torchvision_cnn import features_pool_classifier_apply, flatten
-
-_MODELS = "torchvision.models."
-_OPS = "torchvision.ops."
 
 
 @organized_apply
@@ -109,19 +106,22 @@ def stochastic_depth_apply(org: StateOrganizer, x: jax.Array) -> Any:
     return drop_path(org, x, org.p, per_sample=org.mode == "row")
 
 
-for _path, _apply in {
-    "mobilenetv2.MobileNetV2": mobilenet_v2_apply,
-    "mobilenetv2.InvertedResidual": mobilenet_v2_inverted_residual_apply,
-    "mobilenetv3.MobileNetV3": features_pool_classifier_apply,
-    "mobilenetv3.InvertedResidual": mobilenet_v3_inverted_residual_apply,
-    "efficientnet.EfficientNet": features_pool_classifier_apply,
-    "efficientnet.MBConv": mbconv_apply,
-    "efficientnet.FusedMBConv": mbconv_apply,
-    "mnasnet.MNASNet": mnasnet_apply,
-    "mnasnet._InvertedResidual": mnasnet_inverted_residual_apply,
-    "shufflenetv2.ShuffleNetV2": shufflenet_v2_apply,
-    "shufflenetv2.InvertedResidual": shufflenet_inverted_residual_apply,
-}.items():
-    register_apply(_MODELS + _path, _apply)
-register_apply(_OPS + "misc.SqueezeExcitation", squeeze_excitation_apply)
-register_apply(_OPS + "stochastic_depth.StochasticDepth", stochastic_depth_apply, rng=True)
+register_all(
+    "torchvision.",
+    {
+        "models.mobilenetv2.MobileNetV2": mobilenet_v2_apply,
+        "models.mobilenetv2.InvertedResidual": mobilenet_v2_inverted_residual_apply,
+        "models.mobilenetv3.MobileNetV3": features_pool_classifier_apply,
+        "models.mobilenetv3.InvertedResidual": mobilenet_v3_inverted_residual_apply,
+        "models.efficientnet.EfficientNet": features_pool_classifier_apply,
+        "models.efficientnet.MBConv": mbconv_apply,
+        "models.efficientnet.FusedMBConv": mbconv_apply,
+        "models.mnasnet.MNASNet": mnasnet_apply,
+        "models.mnasnet._InvertedResidual": mnasnet_inverted_residual_apply,
+        "models.shufflenetv2.ShuffleNetV2": shufflenet_v2_apply,
+        "models.shufflenetv2.InvertedResidual": shufflenet_inverted_residual_apply,
+        "ops.misc.SqueezeExcitation": squeeze_excitation_apply,
+        "ops.stochastic_depth.StochasticDepth": stochastic_depth_apply,
+    },
+    rng={"ops.stochastic_depth.StochasticDepth"},
+)
