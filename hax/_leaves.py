@@ -168,14 +168,19 @@ def name_problems(node: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     empty or contains `/`, two keys of one dict with the same string form (`1` and
     `"1"`), or a child called `params`/`buffers` whose leaf names would equal some of
     this node's own."""
+    from .schema._errors import safe_repr  # hax.schema's package imports this module
+
     problems = []
     for kind in STATE_KINDS:
         entries = node.get(kind)
         if type(entries) is not dict:
             continue
         for name, value in entries.items():
+            if type(name) is not str:
+                continue  # not a name at all: the node schema reports it
             if not _is_name(name):
-                problems.append((f"{kind}.{name!r}", f"the name {name!r}", _NAME))
+                text = safe_repr(name)
+                problems.append((f"{kind}.{text}", f"the name {text}", _NAME))
                 continue
             problems.extend(pytree_key_problems(f"{kind}.{name}", value))
     children = node.get("submodules")
@@ -197,23 +202,34 @@ def _is_name(name: Any) -> bool:
 def pytree_key_problems(where: str, value: Any) -> list[tuple[str, str, str]]:
     """`(key, found, expected)` for the dict keys inside an entry's pytree that would not
     give unique leaf names (checked without recursion, at every depth)."""
+    from .schema._errors import safe_repr  # hax.schema's package imports this module
+
     problems = []
+    visited: set[int] = set()  # containers already read: a cycle or a shared part is read once
     stack = [(where, value)]
     while stack:
         here, item = stack.pop()
-        if type(item) is dict:
-            seen: dict[str, Any] = {}
-            for k, v in item.items():
-                text = str(k)
-                if not text or "/" in text:
-                    problems.append((f"{here}[{k!r}]", f"the key {k!r}", _NAME))
-                elif text in seen:
-                    found = f"keys {seen[text]!r} and {k!r}"
-                    problems.append((f"{here}[{k!r}]", found, "keys with distinct names"))
-                seen.setdefault(text, k)
-                stack.append((f"{here}.{text}", v))
-        elif type(item) in (list, tuple):
+        if type(item) not in (dict, list, tuple) or id(item) in visited:
+            continue
+        visited.add(id(item))
+        if type(item) is not dict:
             stack.extend((f"{here}.{i}", v) for i, v in enumerate(item))
+            continue
+        seen: dict[str, str] = {}
+        for k, v in item.items():
+            shown = safe_repr(k)
+            try:
+                text = str(k)
+            except Exception:
+                problems.append((f"{here}[{shown}]", f"the key {shown}", _NAME))
+                continue
+            if not text or "/" in text:
+                problems.append((f"{here}[{shown}]", f"the key {shown}", _NAME))
+            elif text in seen:
+                found = f"keys {seen[text]} and {shown}"
+                problems.append((f"{here}[{shown}]", found, "keys with distinct names"))
+            seen.setdefault(text, shown)
+            stack.append((f"{here}.{text}", v))
     return problems
 
 

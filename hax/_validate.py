@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from ._leaves import name_problems
 from .schema._check import check_node_spec
 from .schema._config import config_problems, key_part
 from .schema._errors import Issue, Problem, ValidationError, describe, safe_str
@@ -136,6 +137,8 @@ def validate(
                     push(((path, name), child))
             else:
                 issues = _schema_issues(node)
+                reported = {i.key for i in issues}
+                issues += [Issue(*p) for p in name_problems(node) if p[0] not in reported]
                 _push_children(node, path, push)
             apply = dict.get(node, "apply")
             spec = spec_of(apply)

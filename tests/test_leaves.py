@@ -97,8 +97,11 @@ def test_random_trees_names_are_unique_or_reported_and_parse_back(tree):
     if len(set(names)) == len(names):
         for name in names:
             assert str(LeafAddress.parse(name, tree)) == name
+        hax.validate(tree)
     else:  # two leaves share a name: a node called params/buffers shadows its parent
         assert any("given both by this node" in found for _, found, _ in problems)
+        with pytest.raises(hax.ValidationError, match="given both by this node"):
+            hax.validate(tree)
 
 
 def test_name_problems():
@@ -125,3 +128,22 @@ def test_bound_state_and_named_leaves_agree():
     np.testing.assert_array_equal(
         state["0/params/weight"], tree["submodules"]["0"]["params"]["weight"]
     )
+
+
+@pytest.mark.parametrize(
+    "params, key",
+    [
+        ({"w": [jnp.ones(1)], "w/0": jnp.ones(1)}, "params.'w/0'"),  # both would be "params/w/0"
+        ({"": jnp.ones(1)}, "params.''"),
+        ({"w": {"a/b": jnp.ones(1)}}, "params.w['a/b']"),
+        ({"w": {1: jnp.ones(1), "1": jnp.ones(1)}}, "params.w['1']"),
+    ],
+)
+def test_validate_refuses_names_that_do_not_round_trip(params, key):
+    tree = {**hax.empty_tree(), "params": params}
+    with pytest.raises(hax.ValidationError) as info:
+        hax.validate(tree)
+    assert any(p.key == key for p in info.value.errors)
+    tree["submodules"] = {"child": tree | {"submodules": {}}}  # found at any depth, by path
+    with pytest.raises(hax.ValidationError, match=f"child: {key}".replace("[", r"\[")):
+        hax.validate(tree)

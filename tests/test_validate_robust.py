@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 
 import hax
 from hax import nn
+from hax._leaves import name_problems
 from hax.schema import (
     CONFIG_ADAPTER,
     NODE_ADAPTER,
@@ -31,6 +32,7 @@ from hax.schema import (
 from hax.schema._config import _value_path, json_problems
 from hax.schema._errors import describe
 from hax.schema._precheck import node_passes
+from hax.schema._values import ARRAY_CLASSES
 
 # ---------------------------------------------------------------- helpers
 
@@ -814,6 +816,7 @@ def schema_accepts(n):
 def test_precheck_accepts_only_what_the_schema_accepts(n):
     if node_passes(n):
         assert schema_accepts(n)
+        assert name_problems(n) == []
 
 
 @ROBUST
@@ -826,7 +829,8 @@ def test_precheck_proves_plain_valid_nodes_valid(params, aux, submodules):
     """On nodes of exact types the pre-check is exact: it is the fast path, not a filter
     that sends everything on to pydantic."""
     n = node(params=params, aux=aux, submodules=submodules)
-    assert node_passes(n) == schema_accepts(n)
+    plain = all(name and "/" not in name and type(v) in ARRAY_CLASSES for name, v in params.items())
+    assert node_passes(n) == (schema_accepts(n) and plain)
 
 
 # ---------------------------------------------------------------- config walk vs schema

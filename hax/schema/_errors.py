@@ -27,6 +27,14 @@ def safe_str(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
+def safe_repr(value: Any) -> str:
+    """`repr(value)`, or its type in angle brackets where its `__repr__` raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
 class Issue(NamedTuple):
     """One problem inside one node, before the walk adds the node's path:
     `Problem(path, *issue)`."""

@@ -1,4 +1,5 @@
-"""An exact pre-check that proves a node satisfies `NodeSchema` without pydantic.
+"""An exact pre-check that proves a node satisfies `NodeSchema` (and the leaf-name rule)
+without pydantic.
 
 Running the pydantic adapter costs several µs a node; almost every node is built of
 exact dicts, str keys, arrays and plain aux values, which this check reads in a
@@ -13,7 +14,6 @@ from ._values import (
     APPLY_CHECKED,
     ARRAY_CLASSES,
     apply_problem,
-    array_tree_problem,
     is_aux_value,
 )
 
@@ -35,10 +35,12 @@ def _name_ok(name: Any) -> bool:
 
 
 def _arrays_ok(entries: dict[Any, Any]) -> bool:
+    """Entries that are arrays under names that make valid leaf names; a pytree entry is
+    left to the full check, which also reads the keys inside it."""
     for name, value in entries.items():
-        if type(name) is not str:
+        if type(name) is not str or not name or "/" in name:
             return False
-        if type(value) not in ARRAY_CLASSES and array_tree_problem(value) is not None:
+        if type(value) not in ARRAY_CLASSES:
             return False
     return True
 
@@ -79,8 +81,8 @@ def node_passes(node: Any) -> bool:
         if not is_aux_value(value):
             return False
     for name, child in submodules.items():
-        if type(child) is not dict:
-            return False
+        if type(child) is not dict or name == "params" or name == "buffers":
+            return False  # a child named like a kind may give leaf names its parent gives
         if not (type(name) is str and name and "/" not in name and name.isascii()):
             if not _name_ok(name):
                 return False
