@@ -12,10 +12,16 @@ each call. Prints the median µs per call of each and the median ratio (b)/(a), 
 the two routes timed back to back in rotating order in each repeat, so that machine
 load hits both alike.
 
-Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200]`
+With `--gc-freeze`, `gc.freeze()` runs once the models are built and compiled: the
+objects alive then (JAX's own, the models) leave the garbage collector's generations,
+so its full collections, which a loop's returned trees (five dicts per node) trigger
+every few calls, no longer walk them.
+
+Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200] [--gc-freeze]`
 """
 
 import argparse
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -89,12 +95,17 @@ def time_calls(
     return (time.perf_counter() - start) / calls * 1e6, first
 
 
-def bench(n_leaves: int, kind: str, repeats: int, calls: int) -> tuple[float, float, float]:
+def bench(
+    n_leaves: int, kind: str, repeats: int, calls: int, freeze: bool
+) -> tuple[float, float, float]:
     table = routes(n_leaves, kind)
     feed = kind == "state"
     firsts = {k: v[1] for k, v in table.items()}
     for k, (fn, _, rest) in table.items():  # compile and warm up
         _, firsts[k] = time_calls(fn, firsts[k], rest, max(calls // 10, 3), feed)
+    if freeze:
+        gc.collect()
+        gc.freeze()
     times: dict[str, list[float]] = {k: [] for k in table}
     names = list(table)
     for r in range(repeats):
@@ -102,6 +113,8 @@ def bench(n_leaves: int, kind: str, repeats: int, calls: int) -> tuple[float, fl
             fn, _, rest = table[k]
             us, firsts[k] = time_calls(fn, firsts[k], rest, calls, feed)
             times[k].append(us)
+    if freeze:
+        gc.unfreeze()
     a, b = (times[k] for k in names)
     ratio = statistics.median(y / x for x, y in zip(a, b, strict=True))
     return statistics.median(a), statistics.median(b), ratio
@@ -112,14 +125,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--leaves", type=int, nargs="*", default=list(LEAVES))
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before timing")
     args = parser.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.repeats} repeats")
+    gc_mode = "gc.freeze() before timing" if args.gc_freeze else "default gc"
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.repeats} "
+        f"repeats; {gc_mode}"
+    )
     header = ("function", "leaves", "(a) jax.jit µs", "(b) hax.jit µs", "(b)/(a)")
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 6, 15, 15, 8), strict=True)))
     for kind in ("state", "scalar"):
         for n in args.leaves:
             calls = max(args.calls * 16 // n, 10) if n > 16 else args.calls
-            a, b, ratio = bench(n, kind, args.repeats, calls)
+            a, b, ratio = bench(n, kind, args.repeats, calls, args.gc_freeze)
             print(f"{kind:<8} {n:>6} {a:>15.1f} {b:>15.1f} {ratio:>8.2f}")
 
 
