@@ -87,6 +87,25 @@ def weightless_layer_norm_apply(org: StateOrganizer, hidden_states: jax.Array) -
     return normalized.astype(hidden_states.dtype)
 
 
+@organized_apply
+def cohere_layer_norm_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """`CohereLayerNorm`: layer normalisation with a weight and no bias, in float32
+    (over the last axis; a `(heads, head_dim)` weight scales each head)."""
+    x = hidden_states.astype(jnp.float32)
+    centred = x - jnp.mean(x, axis=-1, keepdims=True)
+    variance = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    normalized = centred * jax.lax.rsqrt(variance + org.variance_epsilon)
+    out: jax.Array = (org.weight.astype(jnp.float32) * normalized).astype(hidden_states.dtype)
+    return out
+
+
+@organized_apply
+def layer_norm_per_head_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """`StableLmLayerNormPerHead`: on `(B, H, L, D)` heads, head `i` through `norms[i]`."""
+    heads = [norm(hidden_states[:, i : i + 1]) for i, norm in enumerate(org.norms)]
+    return jnp.concatenate(heads, axis=1)
+
+
 def scaled_embedding_apply(
     tree: StructureTree, global_config: GlobalConfig, input_ids: jax.Array
 ) -> tuple[StructureTree, jax.Array]:
@@ -104,8 +123,10 @@ def scaled_embedding_apply(
 def rotary_embedding_apply(
     org: StateOrganizer, x: jax.Array, position_ids: Any
 ) -> tuple[jax.Array, jax.Array]:
-    """`LlamaRotaryEmbedding`: `(cos, sin)` of `position * inv_freq`, each frequency twice,
-    in `x`'s dtype, or in float32 with the knob `tables_in_float32` (Olmo's)."""
+    """`LlamaRotaryEmbedding`: `(cos, sin)` of `position * inv_freq`, the frequencies
+    concatenated twice (`[f0, f1, ..., f0, f1, ...]`), or each repeated in place
+    (`[f0, f0, f1, f1, ...]`) with the knob `interleaved_tables` (Cohere's); in `x`'s
+    dtype, or in float32 with the knob `tables_in_float32` (OLMo's)."""
     if "dynamic" in org.rope_type or org.rope_type == "longrope":
         raise ValueError(
             f"rotary embedding: rope_type {org.rope_type!r} recomputes its frequencies from "
@@ -114,7 +135,10 @@ def rotary_embedding_apply(
         )
     positions = jnp.asarray(position_ids)[..., None].astype(jnp.float32)
     freqs = positions * org.inv_freq.astype(jnp.float32)
-    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    if getattr(org, "interleaved_tables", False):
+        emb = jnp.repeat(freqs, 2, axis=-1)
+    else:
+        emb = jnp.concatenate([freqs, freqs], axis=-1)
     cos = jnp.cos(emb) * org.attention_scaling
     sin = jnp.sin(emb) * org.attention_scaling
     if getattr(org, "tables_in_float32", False):
@@ -123,42 +147,53 @@ def rotary_embedding_apply(
 
 
 def apply_interleaved_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """GLM's and Helium's `apply_rotary_pos_emb` on `(B, H, L, D)` heads: the feature
-    pairs `(2i, 2i + 1)` turn (not the halves), each by the angle of the `(B, L, R)`
-    tables' entry `i`. Tables narrower than the heads (`R < D`) turn only the first `R`
-    features, as Llama's partial rotary."""
-    half = cos.shape[-1] // 2
-    cos, sin = (jnp.repeat(t[..., :half], 2, axis=-1)[:, None].astype(x.dtype) for t in (cos, sin))
-    turned, passed = x[..., : 2 * half], x[..., 2 * half :]
+    """Rotary embedding of `(B, H, L, D)` heads that turns the feature pairs `(2i, 2i+1)`
+    (not the halves) by interleaved `(B, L, R)` tables (`[a0, a0, a1, a1, ...]`);
+    tables narrower than the heads (`R < D`) turn only the first `R` features."""
+    cos, sin = (t[:, None].astype(x.dtype) for t in (cos, sin))
+    width = cos.shape[-1]
+    turned, passed = x[..., :width], x[..., width:]
     quarter = jnp.stack([-turned[..., 1::2], turned[..., 0::2]], axis=-1).reshape(turned.shape)
     return jnp.concatenate([turned * cos + quarter * sin, passed], axis=-1)
 
 
-_ROTARY_PAIRS = ("halves", "interleaved")
+def _interleave(table: jax.Array) -> jax.Array:
+    """Llama's `[a0, a1, ..., a0, a1, ...]` table as `[a0, a0, a1, a1, ...]` (GLM's
+    `cos[..., : cos.shape[-1] // 2].repeat_interleave(2)`)."""
+    return jnp.repeat(table[..., : table.shape[-1] // 2], 2, axis=-1)
+
+
+_APPLY_ROTARY = ("llama", "glm", "cohere")
 
 
 def _rotate(
     org: StateOrganizer, tensors: tuple[jax.Array, ...], tables: tuple[jax.Array, jax.Array]
 ) -> tuple[jax.Array, ...]:
-    """Queries and keys turned by the rotary tables: feature `i` paired with `i + D/2`
-    (knob `rotary_pairs="halves"`, Llama's) or with its neighbour (`"interleaved"`). They
-    turn in the wider of their dtype and the tables' (Olmo's float32 tables) and come
-    back in their own. Layers with a false `use_rope` (SmolLM3's NoPE layers) do not
-    turn them."""
+    """Queries and keys turned by the rotary tables as the family's
+    `apply_rotary_pos_emb` does, the knob `apply_rotary`: `"llama"` pairs feature `i`
+    with `i + D/2`; `"glm"` (GLM, Helium) pairs neighbours, interleaving Llama's tables;
+    `"cohere"` pairs neighbours by tables already interleaved, in float32. They turn in
+    the wider of their dtype and the tables' (OLMo's float32 tables) and come back in
+    their own. Layers with a false `use_rope` (SmolLM3's NoPE layers) do not turn them."""
     if not getattr(org, "use_rope", True):
         return tensors
-    pairs = getattr(org, "rotary_pairs", "halves")
-    if pairs not in _ROTARY_PAIRS:
+    kind = getattr(org, "apply_rotary", "llama")
+    if kind not in _APPLY_ROTARY:
         raise ValueError(
-            f"attention: rotary_pairs={pairs!r} is not a rotary layout HAX runs; register "
-            f"the family's attention with one of {_ROTARY_PAIRS}"
+            f"attention: apply_rotary={kind!r} is not a rotary embedding HAX runs; register "
+            f"the family's attention with one of {_APPLY_ROTARY}"
         )
     cos, sin = tables
     out = []
     for t in tensors:
-        wide = t.astype(jnp.promote_types(t.dtype, cos.dtype))
-        if pairs == "halves":
+        dtype = jnp.promote_types(t.dtype, cos.dtype)
+        if kind == "cohere":
+            dtype = jnp.promote_types(dtype, jnp.float32)
+        wide = t.astype(dtype)
+        if kind == "llama":
             turned = apply_rotary_embedding(wide, cos, sin, unsqueeze_dim=1)
+        elif kind == "glm":
+            turned = apply_interleaved_rotary(wide, _interleave(cos), _interleave(sin))
         else:
             turned = apply_interleaved_rotary(wide, cos, sin)
         out.append(turned.astype(t.dtype))
@@ -193,8 +228,9 @@ def _qk_norm(org: StateOrganizer) -> str | None:
 def _projections(org: StateOrganizer, hidden_states: jax.Array) -> tuple[jax.Array, ...]:
     """Queries, keys and values as `(B, H, L, D)` heads: from `q_proj`, `k_proj`, `v_proj`
     or a fused `qkv_proj` (`[q | k | v]` on the features, Phi3's); clipped to
-    `[-clip_qkv, clip_qkv]` when that knob is set (Olmo's `config.clip_qkv`); with
-    `q_norm`/`k_norm` where the knob `qk_norm` says."""
+    `[-clip_qkv, clip_qkv]` when that knob is set (OLMo's `config.clip_qkv`); with
+    `q_norm`/`k_norm` where the knob `qk_norm` says, and StableLM's `q_layernorm`/
+    `k_layernorm` (one per head) when its `qk_layernorm` is true."""
     if hasattr(org, "qkv_proj"):
         kv_size = org.num_key_value_heads * org.head_dim
         q_size = kv_size * org.num_key_value_groups
@@ -211,7 +247,10 @@ def _projections(org: StateOrganizer, hidden_states: jax.Array) -> tuple[jax.Arr
     query, key, value = (t.reshape(*t.shape[:-1], -1, org.head_dim) for t in (query, key, value))
     if norm_at == "head":
         query, key = org.q_norm(query), org.k_norm(key)
-    return tuple(t.swapaxes(-3, -2) for t in (query, key, value))
+    query, key, value = (t.swapaxes(-3, -2) for t in (query, key, value))
+    if getattr(org, "qk_layernorm", False):  # StableLM's LayerNorm per head
+        query, key = org.q_layernorm(query), org.k_layernorm(key)
+    return query, key, value
 
 
 @organized_apply
@@ -265,7 +304,7 @@ def _add_branch(
     return residual + out
 
 
-_NORMS = ("pre", "post")
+_NORMS = ("pre", "post", "parallel")
 
 
 @organized_apply
@@ -277,8 +316,10 @@ def llama_decoder_layer_apply(
 ) -> jax.Array:
     """`LlamaDecoderLayer`: attention then MLP, each added to the residual stream. With
     the knob `norms="pre"` (Llama's) each branch normalises its input
-    (`input_layernorm`, `post_attention_layernorm`); with `"post"` (Olmo2's) its output
-    (`post_attention_layernorm`, `post_feedforward_layernorm`). See `_add_branch`."""
+    (`input_layernorm`, `post_attention_layernorm`); with `"post"` (OLMo2's) its output
+    (`post_attention_layernorm`, `post_feedforward_layernorm`); with `"parallel"`
+    (Cohere's) both read `input_layernorm` of the layer's input and add to it. See
+    `_add_branch`."""
     if position_embeddings is None:
         raise ValueError("decoder layer: position_embeddings (cos, sin) are required")
 
@@ -297,12 +338,39 @@ def llama_decoder_layer_apply(
         attended = org.post_attention_layernorm(attend(hidden_states))
         hidden_states = _add_branch(org, hidden_states, attended, "resid_attn_dropout")
         mixed = org.post_feedforward_layernorm(org.mlp(hidden_states))
+    elif norms == "parallel":
+        normalized = org.input_layernorm(hidden_states)
+        out: jax.Array = hidden_states + attend(normalized) + org.mlp(normalized)
+        return out
     else:
         raise ValueError(
             f"decoder layer: norms={norms!r} is not a norm placement HAX runs; register the "
             f"family's decoder layer with one of {_NORMS}"
         )
     return _add_branch(org, hidden_states, mixed, "resid_mlp_dropout")
+
+
+@organized_apply
+def stablelm_decoder_layer_apply(
+    org: StateOrganizer,
+    hidden_states: jax.Array,
+    attention_mask: jax.Array | None = None,
+    position_embeddings: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
+    """`StableLmDecoderLayer`: attention on `input_layernorm` of the input; the MLP reads
+    the same normalised input and both add to the input (`use_parallel_residual`), or
+    it reads `post_attention_layernorm` of the attention's residual sum. The MLP's
+    output goes through the `dropout` child."""
+    normalized = org.input_layernorm(hidden_states)
+    attended = org.self_attn(
+        normalized, attention_mask=attention_mask, position_embeddings=position_embeddings
+    )
+    if org.use_parallel_residual:
+        out: jax.Array = hidden_states + attended + org.dropout(org.mlp(normalized))
+        return out
+    hidden_states = hidden_states + attended
+    out = hidden_states + org.dropout(org.mlp(org.post_attention_layernorm(hidden_states)))
+    return out
 
 
 @organized_apply
@@ -381,7 +449,7 @@ LLAMA_AUX = {"Model": decoder_config, "ForCausalLM": config_reader()}
 """The aux readers every Llama-like family needs."""
 
 _FLOAT32_TABLES = constant_aux(tables_in_float32=True)
-_INTERLEAVED = constant_aux(rotary_pairs="interleaved")
+_GLM_ROTARY = constant_aux(apply_rotary="glm")
 
 # Llama's forward as it is. SmolLM3 differs only by its `use_rope` attribute (NoPE
 # layers); the window of Mistral, Qwen2 and Ministral is read by `decoder_config`.
@@ -452,13 +520,13 @@ register_family(
     {**LLAMA_APPLIES, "RMSNorm": rms_norm_weighted_in_float32_apply},
     "helium.modeling_helium.Helium",
     rng={"Attention"},
-    aux={**LLAMA_AUX, "Attention": _INTERLEAVED},
+    aux={**LLAMA_AUX, "Attention": _GLM_ROTARY},
 )
 register_family(
     {**LLAMA_APPLIES, "MLP": fused_gated_mlp_apply},
     "glm.modeling_glm.Glm",
     rng={"Attention"},
-    aux={**LLAMA_AUX, "Attention": _INTERLEAVED},
+    aux={**LLAMA_AUX, "Attention": _GLM_ROTARY},
 )
 register_family(
     {**LLAMA_APPLIES, "MLP": ungated_mlp_apply},
@@ -473,4 +541,27 @@ register_family(
     "starcoder2.modeling_starcoder2.Starcoder2",
     rng={"Attention", "MLP", "Model"},
     aux=LLAMA_AUX,
+)
+register_family(
+    {
+        **LLAMA_APPLIES,
+        "DecoderLayer": stablelm_decoder_layer_apply,
+        "LayerNormPerHead": layer_norm_per_head_apply,
+    },
+    "stablelm.modeling_stablelm.StableLm",
+    rng={"Attention"},
+    aux=LLAMA_AUX,
+)
+# Cohere: mean-centred norms with no bias, interleaved rotary in float32, q/k norms per
+# head (`use_qk_norm`), one norm for attention and MLP in parallel, `logit_scale`.
+register_family(
+    {**LLAMA_APPLIES, "LayerNorm": cohere_layer_norm_apply},
+    "cohere.modeling_cohere.Cohere",
+    rng={"Attention"},
+    aux={
+        **LLAMA_AUX,
+        "RotaryEmbedding": constant_aux(interleaved_tables=True),
+        "Attention": constant_aux(qk_norm="head", apply_rotary="cohere"),
+        "DecoderLayer": constant_aux(norms="parallel"),
+    },
 )
