@@ -11,6 +11,7 @@ from . import (
     _gpt2 as _gpt2,
     _gpt_neox as _gpt_neox,
     _hf_activations as _hf_activations,
+    _hf_moe as _hf_moe,
     _hf_vit as _hf_vit,
     _llama as _llama,
     _opt as _opt,
