@@ -1,6 +1,7 @@
 """Decoder-only LLM families besides Llama convert with no user code: Qwen3, Gemma,
-Phi3, Olmo, Olmo2, Granite, SmolLM3, Helium, GLM, Arcee, Ministral and Starcoder2 run
-Llama's applies with their knobs, GPT-NeoX and OPT their own. With every weight random
+Phi3, OLMo, OLMo2, Granite, SmolLM3, Helium, GLM, Arcee, Ministral, Starcoder2,
+StableLM, Cohere and Qwen3-MoE run Llama's applies with their knobs (and applies of
+their own for the classes that differ), GPT-NeoX and OPT their own. With every weight random
 (norms included), the eager logits under padding match torch's, the tree loads back
 into torch, and the LM head stays one leaf where torch ties it. A family that differs
 from what it would run refuses, naming what differs."""
@@ -54,6 +55,19 @@ CASES = {
         {**LLAMA_LIKE, "sliding_window": 4, "layer_types": ["sliding_attention"] * 2},
     ),
     "Starcoder2": ("Starcoder2", {**LLAMA_LIKE, "sliding_window": 4}),  # LayerNorm, biases
+    "StableLm": ("StableLm", {**LLAMA_LIKE, "qk_layernorm": True}),  # parallel, per head
+    "StableLm-sequential": ("StableLm", {**LLAMA_LIKE, "use_parallel_residual": False}),
+    "Cohere": ("Cohere", {**LLAMA_LIKE, "use_qk_norm": True, "logit_scale": 0.5}),
+    "Qwen3Moe": (  # a sparse mixture of experts, and a dense MLP in its second layer
+        "Qwen3Moe",
+        dict(
+            LLAMA_LIKE,
+            moe_intermediate_size=16,
+            num_experts=6,
+            num_experts_per_tok=2,
+            mlp_only_layers=[1],
+        ),
+    ),
     "GPTNeoX": ("GPTNeoX", {**SMALL, "intermediate_size": 64}),  # parallel residual
     "GPTNeoX-sequential": (
         "GPTNeoX",
@@ -118,6 +132,10 @@ def test_what_a_family_does_not_run_is_refused_by_name(tf):
     attention_class = type(model.model.layers[0].self_attn)
     tree, config = convert(model, applies={attention_class: llama_attention_apply})
     with pytest.raises(ValueError, match="qk_norm='head'"):
+        hax.apply_tree(tree, config, IDS)
+    model = causal_lm(tf, "Qwen3Moe", output_router_logits=True)
+    tree, config = convert(model)
+    with pytest.raises(ValueError, match="output_router_logits=True"):
         hax.apply_tree(tree, config, IDS)
     # Gemma2 copies much of Gemma but caps its logits and adds norms: not registered.
     gemma2 = tf.Gemma2ForCausalLM(tf.Gemma2Config(**LLAMA_LIKE))
