@@ -290,6 +290,13 @@ def starcoder2_mlp_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.A
     return dropout(org, out, org.residual_dropout, who="MLP residual dropout")
 
 
+@organized_apply
+def seed_oss_mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+    """`SeedOssMLP`: Llama's gated MLP, its output dropped at `residual_dropout`."""
+    out = org.down_proj(org.act_fn(org.gate_proj(x)) * org.up_proj(x))
+    return dropout(org, out, org.residual_dropout, who="MLP residual dropout")
+
+
 def _add_branch(
     org: StateOrganizer, residual: jax.Array, out: jax.Array, dropout_child: str
 ) -> jax.Array:
@@ -452,7 +459,7 @@ _FLOAT32_TABLES = constant_aux(tables_in_float32=True)
 _GLM_ROTARY = constant_aux(apply_rotary="glm")
 
 # Llama's forward as it is. SmolLM3 differs only by its `use_rope` attribute (NoPE
-# layers); the window of Mistral, Qwen2 and Ministral is read by `decoder_config`.
+# layers); the windows of Mistral, Qwen2, Ministral and CWM are read by `decoder_config`.
 register_family(
     LLAMA_APPLIES,
     "llama.modeling_llama.Llama",
@@ -460,6 +467,7 @@ register_family(
     "qwen2.modeling_qwen2.Qwen2",
     "ministral.modeling_ministral.Ministral",
     "smollm3.modeling_smollm3.SmolLM3",
+    "cwm.modeling_cwm.Cwm",
     rng={"Attention"},
     aux=LLAMA_AUX,
 )
@@ -528,9 +536,11 @@ register_family(
     rng={"Attention"},
     aux={**LLAMA_AUX, "Attention": _GLM_ROTARY},
 )
+# Arcee and Jais2: an MLP without a gate (Jais2's norms are `nn.LayerNorm`).
 register_family(
     {**LLAMA_APPLIES, "MLP": ungated_mlp_apply},
     "arcee.modeling_arcee.Arcee",
+    "jais2.modeling_jais2.Jais2",
     rng={"Attention"},
     aux=LLAMA_AUX,
 )
@@ -540,6 +550,13 @@ register_family(
     {**LLAMA_APPLIES, "MLP": starcoder2_mlp_apply},
     "starcoder2.modeling_starcoder2.Starcoder2",
     rng={"Attention", "MLP", "Model"},
+    aux=LLAMA_AUX,
+)
+# Seed-OSS: dropout of the attention's and the MLP's outputs (`residual_dropout`).
+register_family(
+    {**LLAMA_APPLIES, "MLP": seed_oss_mlp_apply},
+    "seed_oss.modeling_seed_oss.SeedOss",
+    rng={"Attention", "MLP"},
     aux=LLAMA_AUX,
 )
 register_family(
