@@ -1,11 +1,13 @@
 """Decoder-only LLM families besides Llama convert with no user code: Qwen3, Gemma,
-Phi3, OLMo, OLMo2, Granite, SmolLM3, Helium, GLM, Arcee, Ministral, Starcoder2,
-StableLM, Cohere and Qwen3-MoE run Llama's applies with their knobs (and applies of
-their own for the classes that differ), GPT-NeoX and OPT their own. With every weight random
-(norms included), the eager logits under padding match torch's, the tree loads back
-into torch, and the LM head stays one leaf where torch ties it. A family that differs
-from what it would run refuses, naming what differs."""
+Phi3, OLMo, OLMo2, Granite, SmolLM3, Helium, GLM, Arcee, Jais2, Ministral, CWM,
+Starcoder2, Seed-OSS, StableLM, Cohere and Qwen3-MoE run Llama's applies with their
+knobs (and applies of their own for the classes that differ), GPT-NeoX and OPT their
+own. With every weight random (norms included), the eager logits under padding match
+torch's, the tree loads back into torch, and the LM head stays one leaf where torch
+ties it. Dropout draws from the nodes' keys in train mode. A family that differs from
+what it would run refuses, naming what differs."""
 
+import jax
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,9 @@ CASES = {
         {**LLAMA_LIKE, "sliding_window": 4, "layer_types": ["sliding_attention"] * 2},
     ),
     "Starcoder2": ("Starcoder2", {**LLAMA_LIKE, "sliding_window": 4}),  # LayerNorm, biases
+    "Cwm": ("Cwm", {**LLAMA_LIKE, "sliding_window": 4}),  # Llama's, with layer_types
+    "Jais2": ("Jais2", LLAMA_LIKE),  # LayerNorm, MLP without a gate
+    "SeedOss": ("SeedOss", {**LLAMA_LIKE, "attention_bias": True, "attention_out_bias": True}),
     "StableLm": ("StableLm", {**LLAMA_LIKE, "qk_layernorm": True}),  # parallel, per head
     "StableLm-sequential": ("StableLm", {**LLAMA_LIKE, "use_parallel_residual": False}),
     "Cohere": ("Cohere", {**LLAMA_LIKE, "use_qk_norm": True, "logit_scale": 0.5}),
@@ -120,6 +125,18 @@ def test_opt_layerdrop_skips_layers_in_train_mode(tf):
     expected = torch_run(model, input_ids=IDS).logits.numpy()
     got = hax.apply_tree(tree, config, IDS)[1]["logits"]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("case", ["Starcoder2", "SeedOss"])
+def test_residual_dropout_draws_from_the_nodes_keys_in_train_mode(tf, case):
+    model = causal_lm(tf, case, residual_dropout=0.5).train()
+    tree, config = convert(model)
+    new_tree, out = hax.apply_tree(tree, config, IDS)
+    _, eval_out = hax.apply_tree(tree, {**config, "train_mode": False}, IDS)
+    assert not np.allclose(out["logits"], eval_out["logits"])
+    mlp = ("model", "layers", "0", "mlp")
+    keys = [hax.get_subtree(t, mlp)["buffers"]["rng"] for t in (tree, new_tree)]
+    assert not np.array_equal(*(jax.random.key_data(k) for k in keys))
 
 
 def test_what_a_family_does_not_run_is_refused_by_name(tf):
