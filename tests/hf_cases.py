@@ -49,3 +49,24 @@ def assert_logits_match_torch_with_padding(model: Any, tree: Any, config: Any) -
                 # average. Only real tokens are defined.
                 got, expected = got[mask == 1], expected[mask == 1]
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=attn)
+
+
+def randomize(model: Any, std: float = 0.3) -> Any:
+    """`model` with every parameter drawn from `N(0, std)` (norm weights included, so a
+    norm's `1 + weight` or a clipped projection shows), as `model` (tied ones stay tied)."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, std)
+    return model
+
+
+def assert_eager_logits_match_torch(model: Any, tree: Any, config: Any, mask: Any = LEFT) -> float:
+    """The logits of `IDS` under `mask` match torch's eager attention's, within 1e-5 of
+    their largest magnitude at every position (padding queries included); returns the
+    largest difference relative to that magnitude."""
+    model.set_attn_implementation("eager")
+    expected = torch_run(model, input_ids=IDS, attention_mask=mask).logits.numpy()
+    got = np.asarray(hax.apply_tree(tree, config, IDS, attention_mask=mask)[1]["logits"])
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+    return float(np.abs(got - expected).max() / scale)

@@ -114,16 +114,32 @@ def classifier_output(
 # ---------------------------------------------------------------- aux readers
 
 
-def config_reader(*names: str) -> Callable[[Any], Mapping[str, AuxValue]]:
-    """An aux reader for values a Hugging Face forward reads from `self.config` (and
-    the model's `base_model_prefix`, the name of its base-model child)."""
+def config_values(*names: str) -> Callable[[Any], Mapping[str, AuxValue]]:
+    """An aux reader for values a Hugging Face module's forward reads from
+    `self.config` (Olmo's attention reads `config.clip_qkv`)."""
 
     def read(module: Any) -> Mapping[str, AuxValue]:
-        aux: dict[str, AuxValue] = {"base_model_prefix": module.base_model_prefix}
-        aux.update({name: getattr(module.config, name) for name in names})
-        return aux
+        return {name: getattr(module.config, name) for name in names}
 
     return read
+
+
+def config_reader(*names: str) -> Callable[[Any], Mapping[str, AuxValue]]:
+    """An aux reader for values a Hugging Face model's forward reads from `self.config`
+    (and the model's `base_model_prefix`, the name of its base-model child)."""
+    values = config_values(*names)
+
+    def read(module: Any) -> Mapping[str, AuxValue]:
+        return {"base_model_prefix": module.base_model_prefix, **values(module)}
+
+    return read
+
+
+def constant_aux(**values: AuxValue) -> Callable[[Any], Mapping[str, AuxValue]]:
+    """An aux reader that gives every module of a family's class the same `values`: the
+    knobs by which that family's forward differs from the apply's default (e.g.
+    `constant_aux(qk_norm="head")` for Qwen3's attention)."""
+    return lambda module: dict(values)
 
 
 def register_family(
@@ -170,6 +186,22 @@ def gated_mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
 
 
 @organized_apply
+def ungated_mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+    """`ArceeMLP`: `down_proj(act_fn(up_proj(x)))`, no gate."""
+    out: jax.Array = org.down_proj(org.act_fn(org.up_proj(x)))
+    return out
+
+
+@organized_apply
+def fused_gated_mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+    """`Phi3MLP`, `GlmMLP`: the gated MLP with the gate and up projections fused,
+    `down_proj(up * activation_fn(gate))` for `gate, up = gate_up_proj(x).chunk(2)`."""
+    gate, up = jnp.split(org.gate_up_proj(x), 2, axis=-1)
+    out: jax.Array = org.down_proj(up * org.activation_fn(gate))
+    return out
+
+
+@organized_apply
 def pooler_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
     """`BertPooler`, `ViTPooler`: dense and activation of the first token."""
     out: jax.Array = org.activation(org.dense(hidden_states[:, 0]))
@@ -205,9 +237,15 @@ def causal_lm_apply(
     **kwargs: Any,
 ) -> dict[str, jax.Array]:
     """`...ForCausalLM`/`...LMHeadModel`: the base model, then `lm_head`;
-    `{"logits": ...}`, and `"loss"` with `labels`. Other arguments go to the base model."""
+    `{"logits": ...}`, and `"loss"` with `labels`. Other arguments go to the base model.
+    Logits are divided by `aux["logits_scaling"]` when the node has it (Granite's
+    `config.logits_scaling`) and multiplied by `aux["logit_scale"]` (Cohere's)."""
     hidden_states = base_model(org)(input_ids, **kwargs)["last_hidden_state"]
     logits = org.lm_head(keep_logits(hidden_states, logits_to_keep))
+    if getattr(org, "logits_scaling", None) is not None:
+        logits = logits / org.logits_scaling
+    if getattr(org, "logit_scale", None) is not None:
+        logits = logits * org.logit_scale
     if labels is None:
         return {"logits": logits}
     return {"loss": causal_lm_loss(logits, labels), "logits": logits}

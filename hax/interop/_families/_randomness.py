@@ -3,6 +3,7 @@ depth), drawn from the node's own `rng` buffer: classes registered with `rng=Tru
 one, and each draw stores the key's other half back, as `hax.nn.Dropout` does."""
 
 import jax
+import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from ...nn._dropout import read_train_mode
@@ -28,6 +29,18 @@ def dropout(org: StateOrganizer, x: jax.Array, p: float, who: str = "this block"
     if p == 0.0 or not training(org, who):
         return x
     return functional_dropout(x, p, rng=_next_key(org))
+
+
+def drop_layer(
+    org: StateOrganizer, x: jax.Array, out: jax.Array, p: float, who: str = "this block"
+) -> jax.Array:
+    """LayerDrop (OPT's `layerdrop`): in train mode, the layer's input `x` in place of its
+    output `out` with probability `p` (torch skips the layer; here it runs and is not
+    used, so the result is the same under `jit`)."""
+    if p == 0.0 or not training(org, who):
+        return out
+    skip = jax.random.uniform(_next_key(org)) < p
+    return jnp.where(skip, x, out)
 
 
 def drop_path(
