@@ -158,3 +158,22 @@ def test_what_a_family_does_not_run_is_refused_by_name(tf):
     gemma2 = tf.Gemma2ForCausalLM(tf.Gemma2Config(**LLAMA_LIKE))
     with pytest.raises(ConversionError, match="Gemma2DecoderLayer"):
         convert(gemma2)
+
+
+@pytest.mark.parametrize("case", ["Qwen3", "GPTNeoX", "OPT"])
+def test_a_decoder_made_bidirectional_by_its_config_is_refused(tf, case):
+    """`config.is_causal = False` makes transformers build bidirectional masks; HAX's
+    decoders build causal ones, so convert refuses rather than compute something else."""
+    model = causal_lm(tf, case)
+    model.config.is_causal = False
+    with pytest.raises(ConversionError, match="is_causal is False"):
+        convert(model)
+
+
+def test_gpt2_made_bidirectional_by_its_config_is_refused(tf):
+    model = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=4))
+    model.config.is_causal = False
+    with pytest.raises(ConversionError, match="is_causal is False"):
+        convert(model)
+    model.config.is_causal = True
+    convert(model)

@@ -153,7 +153,11 @@ class _Builder:
         }
         aux = torch_aux(module)
         if entry.aux is not None:
-            aux.update(entry.aux(module))
+            try:
+                aux.update(entry.aux(module))
+            except Exception as err:  # e.g. a config option the apply does not run
+                where = f"{describe_path(path)} ({class_path(type(module))})"
+                self.failed.append((where, f"{type(err).__name__}: {err}"))
         if isinstance(module, self.torch.nn.ModuleDict):
             aux["order"] = tuple(name for name, _ in module.named_children())
         # Non-persistent buffers are not in the state_dict, but the forward uses them.

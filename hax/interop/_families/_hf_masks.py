@@ -90,5 +90,12 @@ def packing_positions(
 
 
 def use_cache_default(module: Any) -> dict[str, AuxValue]:
-    """`config.use_cache`, the default of a decoder's `use_cache` argument."""
+    """`config.use_cache`, the default of a decoder's `use_cache` argument. A decoder
+    whose config sets `is_causal = False` (transformers then builds bidirectional masks)
+    is refused: HAX's decoders build causal masks only."""
+    if not getattr(module.config, "is_causal", True):
+        raise ValueError(
+            "config.is_causal is False (bidirectional attention in a decoder), which HAX's "
+            "decoder applies do not run; convert a model whose config keeps is_causal=True"
+        )
     return {"use_cache": bool(getattr(module.config, "use_cache", False))}

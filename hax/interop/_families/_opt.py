@@ -20,7 +20,7 @@ from ._hf_common import (
     register_family,
     reject_options,
 )
-from ._hf_masks import causal_mask
+from ._hf_masks import causal_mask, use_cache_default
 from ._randomness import drop_layer, dropout
 
 
@@ -132,5 +132,5 @@ register_family(
     },
     "opt.modeling_opt.OPT",
     rng={"Attention", "DecoderLayer", "Decoder"},
-    aux={"ForCausalLM": config_reader()},
+    aux={"Decoder": use_cache_default, "ForCausalLM": config_reader()},
 )
