@@ -25,6 +25,7 @@ from . import (
     _timm_vit as _timm_vit,
     _torchvision_cnn as _torchvision_cnn,
     _torchvision_inception as _torchvision_inception,
+    _torchvision_maxvit as _torchvision_maxvit,
     _torchvision_mobile as _torchvision_mobile,
     _torchvision_swin as _torchvision_swin,
     _torchvision_vit as _torchvision_vit,
