@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import AuxValue, GlobalConfig, StructureTree
+from ..._types import GlobalConfig, StructureTree
 from ...nn import layer_norm_apply
 from ...nn._sequential import named_sequential_apply
 from ._hf_common import (
@@ -25,13 +25,7 @@ from ._hf_common import (
 )
 from ._norm2d import layer_norm2d_apply
 from ._randomness import drop_path_apply
-
-
-def child_order(module: Any) -> Mapping[str, AuxValue]:
-    """An aux reader for a module whose forward runs its children in the order it
-    defines them: that order, for `named_sequential_apply`."""
-    return {"order": tuple(name for name, _ in module.named_children())}
-
+from ._registry import child_order
 
 # ---------------------------------------------------------------- heads and base models
 
