@@ -22,6 +22,7 @@ from . import (
     _timm_cnn as _timm_cnn,
     _timm_efficientnet as _timm_efficientnet,
     _timm_layers as _timm_layers,
+    _timm_mixer as _timm_mixer,
     _timm_vit as _timm_vit,
     _torchvision_cnn as _torchvision_cnn,
     _torchvision_inception as _torchvision_inception,
