@@ -1,6 +1,6 @@
 """More vision families convert with no user code, match torch's logits in eval mode and
 go back with `to_torch`: Hugging Face's CNNs (ResNet, RegNet, ConvNeXt V1/V2,
-MobileNetV2, EfficientNet), torchvision's GoogLeNet, Inception3 (block by block), Swin
+MobileNetV2, EfficientNet) and Swin, torchvision's GoogLeNet, Inception3 (block by block), Swin
 (V1, V2) and MaxViT, timm's RegNet, DenseNet, ByobNet, CspNet and MLP-Mixer family. In
 train mode, batch norm statistics update as torch's, drop-path draws from the node's
 key, and the auxiliary classifiers run."""
@@ -33,6 +33,13 @@ HF_MODELS: dict[str, Any] = {
     "convnext": ("ConvNext", {**_STAGES, "num_stages": 2}),
     "convnextv2": ("ConvNextV2", {**_STAGES, "num_stages": 2}),
     "mobilenet_v2": ("MobileNetV2", {"depth_multiplier": 0.35, "num_labels": 5}),
+    "swin": (
+        "Swin",
+        {
+            **{"image_size": 32, "embed_dim": 16, "depths": [2, 2], "num_heads": [2, 4]},
+            **{"window_size": 3, "num_labels": 5},
+        },
+    ),
     "efficientnet": (
         "EfficientNet",
         {"width_coefficient": 0.2, "depth_coefficient": 0.2, "hidden_dim": 256, "num_labels": 5},
@@ -62,7 +69,7 @@ class _LogitsOf(torch.nn.Module):
 @pytest.mark.parametrize("name", list(HF_MODELS))
 def test_hugging_face_cnns_match_torch(name):
     model = _hf_model(name)
-    x = images(2, 33)  # odd: MobileNetV2's 'SAME' padding differs on each side
+    x = images(2, 33)  # odd: MobileNetV2's 'SAME' padding differs on each side; Swin pads
     labels = np.array([1, 3])
     tree, config = convert(model)
     with torch.no_grad():

@@ -13,6 +13,7 @@ from . import (
     _hf_activations as _hf_activations,
     _hf_cnn as _hf_cnn,
     _hf_moe as _hf_moe,
+    _hf_swin as _hf_swin,
     _hf_vit as _hf_vit,
     _llama as _llama,
     _opt as _opt,
