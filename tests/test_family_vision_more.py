@@ -186,7 +186,6 @@ TORCH_MODELS: dict[str, tuple[Any, int]] = {
         32,
     ),
     "timm_byobnet_bottle": (functools.partial(_byobnet, "bottle", gs=8, br=0.5), 32),
-    "timm_byobnet_basic": (functools.partial(_byobnet, "basic"), 32),
     "timm_repvgg": (functools.partial(_byobnet, "rep"), 32),
     "timm_mobileone": (functools.partial(_byobnet, "one"), 32),
     "timm_cspresnet": (
@@ -194,7 +193,6 @@ TORCH_MODELS: dict[str, tuple[Any, int]] = {
         32,
     ),
     "timm_cspdarknet": (functools.partial(_cspnet, "cs3", "dark", block_ratio=0.5), 32),
-    "timm_darknet": (functools.partial(_cspnet, "dark", "dark", bottle_ratio=0.5), 32),
     "timm_mixer": (_mixer, 32),
     "timm_resmlp": (
         functools.partial(
