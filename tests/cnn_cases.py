@@ -53,7 +53,8 @@ def randomize(model: torch.nn.Module, x: np.ndarray, seed: int = 0) -> torch.nn.
         last = heads[-1]
         rms = model(torch.from_numpy(x)).square().mean().sqrt()
         last.weight /= rms
-        last.bias /= rms
+        if last.bias is not None:  # MaxViT's head has none
+            last.bias /= rms
     return model
 
 

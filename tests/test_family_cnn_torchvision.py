@@ -1,8 +1,8 @@
 """torchvision's classification CNNs convert with no user code, match torch's logits in
 eval mode and go back with `to_torch`; their stochastic depth drops at its rate.
 
-Not covered: GoogLeNet and Inception3 (auxiliary classifiers, input transform), and
-the transformers (ViT, Swin, MaxViT)."""
+GoogLeNet, Inception3, Swin and MaxViT are tested in test_family_vision_more.py, ViT in
+test_family_vit.py."""
 
 import functools
 

@@ -1,4 +1,5 @@
-"""Registration of a family's applies in one call, by dotted class path."""
+"""Registration of a family's applies in one call, by dotted class path, and the aux
+readers that families share."""
 
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -19,3 +20,10 @@ def register_all(
     get a PRNG key buffer, those in `aux` their aux reader."""
     for name, apply in applies.items():
         register_apply(prefix + name, apply, rng=name in rng, aux=(aux or {}).get(name))
+
+
+def child_order(module: Any) -> Mapping[str, AuxValue]:
+    """An aux reader for a module whose forward runs its children in the order it
+    defines them (a stem, a conv-norm-activation): that order, `aux["order"]`, for
+    `named_sequential_apply`."""
+    return {"order": tuple(name for name, _ in module.named_children())}

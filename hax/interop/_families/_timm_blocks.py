@@ -14,9 +14,12 @@ from ._registry import register_all
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def _mlp_out(org: StateOrganizer, hidden: jax.Array, norm: Any) -> Any:
-    """How the MLPs end, after their activation: dropout, `norm`, `fc2`, dropout."""
-    return org.drop2(org.fc2(norm(org.drop1(hidden))))
+def _mlp_out(org: StateOrganizer, hidden: jax.Array, norm: Any, drop1: bool = True) -> Any:
+    """How the MLPs end, after their activation: dropout (unless done), `norm`, `fc2`,
+    dropout."""
+    if drop1:
+        hidden = org.drop1(hidden)
+    return org.drop2(org.fc2(norm(hidden)))
 
 
 @organized_apply
@@ -31,6 +34,13 @@ def glu_mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
     x1, x2 = jnp.split(org.fc1(x), 2, axis=org.chunk_dim)
     hidden = x1 * org.act(x2) if org.gate_last else org.act(x1) * x2
     return _mlp_out(org, hidden, org.norm)
+
+
+@organized_apply
+def gated_mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """`GatedMlp` (gMLP): `fc1`, activation, dropout, the `gate` unit, norm, `fc2`,
+    dropout."""
+    return _mlp_out(org, org.gate(org.drop1(org.act(org.fc1(x)))), org.norm, drop1=False)
 
 
 @organized_apply
@@ -106,6 +116,7 @@ register_all(
     {
         "mlp.Mlp": mlp_apply,
         "mlp.GluMlp": glu_mlp_apply,
+        "mlp.GatedMlp": gated_mlp_apply,
         "mlp.GlobalResponseNormMlp": global_response_norm_mlp_apply,
         "grn.GlobalResponseNorm": global_response_norm_apply,
         "squeeze_excite.SEModule": se_module_apply,

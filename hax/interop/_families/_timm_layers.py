@@ -102,6 +102,14 @@ def conv2d_same_apply(
     return conv2d_apply(tree, global_config, jnp.pad(x, ((0, 0), (0, 0), *pads)))
 
 
+@organized_apply
+def conv_norm_act_apply(org: StateOrganizer, x: jax.Array) -> Any:
+    """`ConvNormAct`: conv, norm-activation (`bn`), anti-aliasing when it has one."""
+    x = org.bn(org.conv(x))
+    aa = getattr(org, "aa", None)
+    return x if aa is None else aa(x)
+
+
 # ---------------------------------------------------------------- pools and heads
 
 
@@ -187,6 +195,7 @@ register_all(
         "norm.SimpleNorm2d": simple_norm2d_apply,
         "norm_act.BatchNormAct2d": batch_norm_act2d_apply,
         "conv2d_same.Conv2dSame": conv2d_same_apply,
+        "conv_bn_act.ConvNormAct": conv_norm_act_apply,
         "adaptive_avgmax_pool.SelectAdaptivePool2d": select_adaptive_pool2d_apply,
         "adaptive_avgmax_pool.FastAdaptiveAvgPool": fast_adaptive_avg_pool_apply,
         "adaptive_avgmax_pool.FastAdaptiveMaxPool": fast_adaptive_max_pool_apply,
