@@ -9,7 +9,13 @@ TF32, which is ~1e-3 off PyTorch's CPU results that the parity tests compare to
 1e-5. On CPUs this is JAX's default anyway.
 """
 
+import os
 from typing import Any
+
+if os.environ.get("HAX_TYPECHECK"):  # CI's second run: every hax function checked at runtime
+    import jaxtyping
+
+    jaxtyping.install_import_hook("hax", "beartype.beartype")
 
 import jax
 import numpy as np

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -410,6 +411,53 @@ def test_debug_mode_on_hax_nn_layers_including_dropout():
     np.testing.assert_allclose(y_on, y_off)
     assert_trees_equal(new_on, new_off)  # the same new dropout key
     assert [(p.path, p.key) for p in info.value.errors] == [("", "global_config.train_mode")]
+
+
+@pytest.mark.parametrize(
+    "make, x",
+    [
+        (lambda: nn.Linear(3, 2, rng=0), np.ones((4, 3), np.float32)),
+        (lambda: nn.Conv2d(3, 2, 3, rng=0), np.ones((1, 3, 5, 5), np.float32)),
+        (lambda: nn.LayerNorm(3), np.ones((4, 3), np.float32)),
+        (lambda: nn.ReLU(), np.ones((4, 3), np.float32)),
+        (lambda: nn.Embedding(5, 2, rng=0), np.array([0, 4])),
+        (lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.ReLU()), np.ones((4, 3), np.float32)),
+        (lambda: nn.Identity(), np.ones(3, np.float32)),
+        (lambda: nn.Dropout(0.5, rng=0), np.ones(3, np.float32)),
+    ],
+)
+def test_debug_mode_takes_numpy_inputs_as_the_layers_do(make, x):
+    tree, config = make()
+    config = {**config, "train_mode": False} if "train_mode" in config else config
+    _, y_off = hax.apply_tree(tree, config, x)
+    with hax.debug():
+        _, y_on = hax.apply_tree(tree, config, x)
+    np.testing.assert_array_equal(np.asarray(y_on), np.asarray(y_off))
+
+
+def numpy_hint_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: np.ndarray[Any, Any]
+) -> tuple[StructureTree, jax.Array]:
+    return tree, jnp.asarray(x) * 2
+
+
+def wrapping_apply(
+    tree: StructureTree, global_config: GlobalConfig, inner: hax.ApplyFn, x: jax.Array
+) -> tuple[StructureTree, jax.Array]:
+    return tree, inner(tree, global_config, x)[1]
+
+
+def test_debug_mode_runs_applies_with_hints_beartype_cannot_check():
+    tree = hax.empty_tree(numpy_hint_apply)
+    with hax.debug(), pytest.warns(UserWarning, match="numpy_hint_apply cannot be checked"):
+        _, y = hax.apply_tree(tree, {}, np.ones(2))
+    np.testing.assert_array_equal(y, [2.0, 2.0])
+    wrapper = hax.empty_tree(wrapping_apply)
+    with hax.debug():
+        _, y = hax.apply_tree(wrapper, {}, numpy_hint_apply, jnp.ones(2))
+        with pytest.raises(jaxtyping.TypeCheckError):
+            hax.apply_tree(wrapper, {}, "not an apply", jnp.ones(2))
+    np.testing.assert_array_equal(y, [2.0, 2.0])
 
 
 def child_apply(tree, global_config, x, bad=False):

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import ApplyFn
 from ...nn.functional import cross_entropy
 from ._common import (
     attention_bias,
@@ -391,7 +392,7 @@ def roberta_for_masked_lm_apply(
     return _masked_lm(org.lm_head(outputs["last_hidden_state"]), labels)
 
 
-_LAYERS = {
+_LAYERS: dict[str, ApplyFn] = {
     "SelfAttention": bert_self_attention_apply,
     "SelfOutput": bert_self_output_apply,
     "Attention": bert_attention_apply,
@@ -428,7 +429,7 @@ register_family(
 )
 
 # Families whose classes are RoBERTa's (Hugging Face generates them from it).
-_ROBERTA = {
+_ROBERTA: dict[str, ApplyFn] = {
     **_LAYERS,
     "Embeddings": roberta_embeddings_apply,
     "ClassificationHead": roberta_classification_head_apply,

@@ -47,7 +47,7 @@ def clipped_gelu_apply(
     tree: StructureTree, global_config: GlobalConfig, x: Any
 ) -> tuple[StructureTree, Any]:
     """`ClippedGELUActivation`: the exact GELU clipped to `[min, max]`."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     return tree, jnp.clip(jax.nn.gelu(x, approximate=False), aux["min"], aux["max"])
 
 

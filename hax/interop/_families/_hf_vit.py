@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import ApplyFn
 from ._common import (
     attention_bias,
     attention_weights,
@@ -329,7 +330,7 @@ def deit_for_image_classification_with_teacher_apply(
     )
 
 
-_VIT = {
+_VIT: dict[str, ApplyFn] = {
     "PatchEmbeddings": vit_patch_embeddings_apply,
     "Embeddings": vit_embeddings_apply,
     "Attention": vit_attention_apply,
