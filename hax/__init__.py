@@ -60,5 +60,6 @@ from ._types import (
 )
 from ._validate import validate as validate
 from .schema import ValidationError as ValidationError
+from .schema._spec import reads_config as reads_config
 
 __version__ = "0.1.0"

@@ -194,7 +194,8 @@ def checked_apply(
     frame = frames[-1] if frames else {}
     path = frame[id(tree)][1] if id(tree) in frame else ""
     try:
-        validate(tree, global_config)
+        # Unknown config keys are a property of the whole model: checked at the root call.
+        validate(tree, global_config, unknown_keys=not frames)
     except ValidationError as err:
         raise _prefixed(err, path, "before apply") from None
     before = _signature(tree)
@@ -211,7 +212,7 @@ def checked_apply(
     if id(tree) in frame:  # a parent may call this child again with its new tree
         frame[id(new_tree)] = (new_tree, path)
     try:
-        validate(new_tree, global_config)
+        validate(new_tree, global_config, unknown_keys=False)
     except ValidationError as err:
         raise _prefixed(err, path, "after apply") from None
     problems = _changes(before, _signature(new_tree), path)

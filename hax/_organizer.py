@@ -3,8 +3,8 @@
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeAlias, TypeVar, overload
 
 import jax
 import numpy as np
@@ -16,6 +16,7 @@ from ._static import ARRAY_TYPES
 from ._tree import fill_tree
 from ._types import ApplyFn, ArrayTree, AuxValue, GlobalConfig, Module, StructureTree
 from ._validate import validate
+from .schema._spec import reads_config
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -325,14 +326,40 @@ def _organizer_class(fn: Callable[..., Any]) -> type[TypedOrganizer]:
     return StateOrganizer
 
 
+_Applied: TypeAlias = Callable[Concatenate[StructureTree, GlobalConfig, P], tuple[StructureTree, R]]
+
+
+@overload
+def organized_apply(fn: Callable[Concatenate[Org, P], R], /) -> _Applied[P, R]: ...
+
+
+@overload
 def organized_apply(
-    fn: Callable[Concatenate[Org, P], R],
-) -> Callable[Concatenate[StructureTree, GlobalConfig, P], tuple[StructureTree, R]]:
+    *, config: Mapping[str, Any]
+) -> Callable[[Callable[Concatenate[Org, P], R]], _Applied[P, R]]: ...
+
+
+def organized_apply(
+    fn: Callable[Concatenate[Org, P], R] | None = None,
+    /,
+    *,
+    config: Mapping[str, Any] | None = None,
+) -> _Applied[P, R] | Callable[[Callable[Concatenate[Org, P], R]], _Applied[P, R]]:
     """Turn `fn(org, *args, **kwargs) -> out` into `apply(tree, config, *args, **kwargs)
     -> (new_tree, out)`, threading the state of every child `org` ran. `org` is an
     instance of the class `fn` annotates it with when that is a `TypedOrganizer`
     subclass, else a `StateOrganizer`.
+
+    `@hax.organized_apply(config={"temperature": float})` also declares the global-config
+    keys `fn` reads (`hax.reads_config`), so `hax.validate` knows them.
     """
+    if fn is None:
+        keys = dict(config or {})
+        return lambda f: reads_config(_organized(f), keys)
+    return _organized(fn)
+
+
+def _organized(fn: Callable[Concatenate[Org, P], R]) -> _Applied[P, R]:
     cls: type[Any] | None = None
 
     def apply(

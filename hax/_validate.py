@@ -10,7 +10,7 @@ from .schema._config import config_problems, key_part
 from .schema._errors import Issue, Problem, ValidationError, describe, safe_str
 from .schema._node import NODE_ADAPTER
 from .schema._precheck import node_passes
-from .schema._spec import spec_of
+from .schema._spec import config_of, spec_of
 from .schema._values import Link, link_str
 
 T = TypeVar("T")
@@ -73,14 +73,23 @@ def _push_children(
                 push(((path, _child_name(name)), child))
 
 
-def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
+def _name(apply: Any) -> str:
+    name = getattr(apply, "__name__", None)
+    return name if isinstance(name, str) else type(apply).__name__
+
+
+def validate(
+    tree: T, global_config: Mapping[str, Any] | None = None, *, unknown_keys: bool = True
+) -> T:
     """Check a structure tree (and optionally its global config) and return it unchanged.
 
     Checks the structural rules of `hax/schema` at every node (the five keys, array
     leaves, JSON-like hashable `aux`, a callable `apply`, submodule names, no node
     shared twice) and, for layers that declare a spec, the shapes and dtypes of their
     params and buffers, the aux flags that say which optional ones are present, and
-    the global-config keys they read.
+    the global-config keys they read. With `unknown_keys` (the default), a config key
+    that no node declares reading is a problem too (`hax.reads_config` declares the
+    keys of your own applies); `train_mode` is always allowed.
 
     Reads only shapes and dtypes: no copies, no device transfers, no tracing; its
     cost grows with the number of nodes and leaves, not with the number of params.
@@ -128,12 +137,13 @@ def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
             else:
                 issues = _schema_issues(node)
                 _push_children(node, path, push)
-            spec = spec_of(dict.get(node, "apply"))
+            apply = dict.get(node, "apply")
+            spec = spec_of(apply)
             if spec is not None:
                 issues += check_node_spec(node, spec, {i.key for i in issues} if issues else ())
-                if spec.config:
-                    for key, typ in spec.config.items():
-                        readers.setdefault(key, (typ, path, spec.kind))
+            for key, typ in config_of(apply).items():
+                if key not in readers:
+                    readers[key] = (typ, path, spec.kind if spec is not None else _name(apply))
         except Exception as exc:  # a user object that raises when read
             message = f"{type(exc).__name__} raised while reading it: {safe_str(exc)[:200]}"
             issues = [Issue("<node>", message, "a node whose values can be read")]
@@ -143,7 +153,7 @@ def validate(tree: T, global_config: Mapping[str, Any] | None = None) -> T:
     if global_config is not None:
         named = {key: (typ, link_str(path), kind) for key, (typ, path, kind) in readers.items()}
         try:
-            problems.extend(config_problems(global_config, named))
+            problems.extend(config_problems(global_config, named, unknown_keys))
         except Exception as exc:  # a user object in the config that raises when read
             message = f"{type(exc).__name__} raised while reading it: {safe_str(exc)[:200]}"
             problems.append(Problem("", "global_config", message, "a readable JSON object"))

@@ -7,8 +7,40 @@ import subprocess
 import sys
 
 import jax.numpy as jnp
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+# The registry's torchvision build needs its op schemas declared before `transformers`
+# (which imports torchvision when it is installed) loads a model: see conftest.
+_PRELUDE = (
+    "import sys; sys.path.insert(0, {tests!r})\n"
+    "from conftest import import_torchvision\n"
+    "try:\n    import_torchvision()\nexcept BaseException:\n    pass\n"
+)
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_every_readme_python_block_runs_as_written(index):
+    """Each block is complete: run alone, in a fresh interpreter, it succeeds."""
+    code = _python_blocks()[index]
+    prelude = _PRELUDE.format(tests=str(ROOT / "tests"))
+    if "XLA_FLAGS" in code:  # the block sets up devices before jax starts: run it first
+        prelude = ""
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 0, f"README block {index}:\n{code}\n{result.stderr[-3000:]}"
 
 
 def test_readme_example_runs_and_trains():
@@ -93,3 +125,15 @@ def test_char_lm_example_trains_and_samples():
     assert loss is not None and float(loss.group(1)) < float(loss.group(2)), result.stdout
     sample = result.stdout.split("sample:\n", 1)[1].rsplit("\ndone in", 1)[0]
     assert sample.startswith("def ") and len(sample) == len("def ") + 40
+
+
+def test_readme_summary_table_is_what_summary_prints():
+    import hax
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<details><summary>the table</summary>")
+    table = re.search(r"```text\n(.*?)```", readme[start:], re.S)
+    assert table is not None
+    with hax.rng_context(0):
+        tree, config = hax.models.resnet18(num_classes=10, width=8, small_input=True)
+    assert table.group(1).strip() == hax.summary(tree, config).strip()

@@ -133,7 +133,12 @@ def test_create_module_merges_configs():
     org.drop = hax.nn.Dropout(0.1, rng=0)
     org.lin = hax.nn.Linear(2, 2, rng=0)
     org.other = (hax.empty_tree(identity_apply), {"precision": "high"})
-    _tree, config = org.create_module(identity_apply, {"extra": 1})
+    keys = {"precision": str, "extra": int}  # keys of one's own are declared
+
+    def reads_both(tree, config, x):
+        return tree, x
+
+    _tree, config = org.create_module(hax.reads_config(reads_both, keys), {"extra": 1})
     assert config == {"train_mode": True, "precision": "high", "extra": 1}
 
 

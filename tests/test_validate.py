@@ -54,10 +54,11 @@ def linear(*args, **kwargs):
     return tree
 
 
-def problems(tree, global_config=None):
-    """The problems `hax.validate` reports, as `(path, key)` pairs (fails if valid)."""
+def problems(tree, global_config=None, unknown_keys=False):
+    """The problems `hax.validate` reports, as `(path, key)` pairs (fails if valid).
+    Config keys no node reads are left out unless `unknown_keys` (their own tests)."""
     with pytest.raises(hax.ValidationError) as info:
-        hax.validate(tree, global_config)
+        hax.validate(tree, global_config, unknown_keys=unknown_keys)
     return info.value
 
 
@@ -493,7 +494,7 @@ def test_config_non_str_key_and_non_dict_config():
 def test_config_json_values_are_accepted():
     tree, _ = model()
     config = {"train_mode": True, "a": [1, 2.5, "s", None, {"b": [True]}], "c": {"d": {}}}
-    assert hax.validate(tree, config) is tree
+    assert hax.validate(tree, config, unknown_keys=False) is tree
 
 
 def test_config_nested_bad_value_key():
@@ -840,7 +841,7 @@ PROPERTY = settings(
 @given(valid_trees())
 def test_random_valid_trees_validate(tree):
     assert hax.validate(tree) is tree
-    assert hax.validate(tree, {"scale": 1.5, "train_mode": False}) is tree
+    assert hax.validate(tree, {"scale": 1.5, "train_mode": False}, unknown_keys=False) is tree
 
 
 CORRUPTIONS = [
@@ -935,11 +936,15 @@ def test_create_module_validates_params_and_buffers():
     assert set(where(info.value)) == {("", "params.w"), ("", "buffers.b"), ("", "aux.cfg")}
 
 
+def own_keys_apply(tree, config, x):
+    return tree, x
+
+
 def test_create_module_validates_config():
     org = hax.StateOrganizer()
     org.drop = nn.Dropout(0.5, rng=0)
     with pytest.raises(hax.ValidationError) as info:
-        org.create_module(organizer_apply, {"x": (1, 2)})
+        org.create_module(hax.reads_config(own_keys_apply, {"x": tuple}), {"x": (1, 2)})
     assert where(info.value) == [("", "global_config.x")]
 
 

@@ -46,8 +46,10 @@ def node(**kinds):
 
 
 def problems(tree, global_config=None):
+    """The problems `hax.validate` reports; config keys no node reads are left out
+    (the configs here test the JSON rules, with keys of their own)."""
     with pytest.raises(hax.ValidationError) as info:
-        hax.validate(tree, global_config)
+        hax.validate(tree, global_config, unknown_keys=False)
     return info.value
 
 
@@ -196,7 +198,7 @@ def test_deeply_nested_aux_tuple(depth):
 @pytest.mark.parametrize("wrap", [lambda x: {"a": x}, lambda x: [x]], ids=["dict", "list"])
 def test_deeply_nested_config(depth, wrap):
     tree = node()
-    assert hax.validate(tree, {"k": nest(None, depth, wrap)}) is tree
+    assert hax.validate(tree, {"k": nest(None, depth, wrap)}, unknown_keys=False) is tree
     err = problems(tree, {"k": nest((1,), depth, wrap)})
     assert len(err.errors) == 1
     key = err.errors[0].key
@@ -221,7 +223,7 @@ def test_config_that_contains_itself():
 
 def test_shared_config_subvalue_is_not_a_cycle():
     shared = {"x": [1, 2]}
-    assert hax.validate(node(), {"a": shared, "b": [shared, shared]})
+    assert hax.validate(node(), {"a": shared, "b": [shared, shared]}, unknown_keys=False)
 
 
 # ---------------------------------------------------------------- user objects that raise

@@ -16,11 +16,14 @@ from ._node import (
     NodeSchema as NodeSchema,
 )
 from ._spec import (
+    STANDARD_CONFIG as STANDARD_CONFIG,
     ArraySpec as ArraySpec,
     Dim as Dim,
     LayerSpec as LayerSpec,
     array_spec as array_spec,
+    config_of as config_of,
     layer_spec as layer_spec,
+    reads_config as reads_config,
     register_spec as register_spec,
     spec_of as spec_of,
 )

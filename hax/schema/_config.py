@@ -6,6 +6,7 @@ schema (`CONFIG_KEY_ADAPTER`, `JSON_VALUE_ADAPTER`), whose verdict on each part 
 the one `CONFIG_ADAPTER` gives on the whole (a property test compares them).
 """
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ import pydantic
 from ._check import type_label, type_matches
 from ._errors import Problem, describe, safe_str
 from ._node import CONFIG_ADAPTER, CONFIG_KEY_ADAPTER, JSON_VALUE_ADAPTER
+from ._spec import STANDARD_CONFIG
 from ._values import Link, link_str
 
 JSON_EXPECTED = "a JSON object (str keys; bool/int/float/str/None/list/dict values)"
@@ -104,11 +106,30 @@ def json_problems(config: Any) -> list[tuple[str, str]]:
     return out
 
 
-def config_problems(config: Any, readers: Mapping[str, tuple[Any, str, str]]) -> list[Problem]:
-    """Every problem of a global config: non-JSON parts, and keys that layers read
+def config_problems(
+    config: Any, readers: Mapping[str, tuple[Any, str, str]], unknown_keys: bool = True
+) -> list[Problem]:
+    """Every problem of a global config: non-JSON parts, keys that layers read
     (`readers`: key -> (type, path of the first reader, its layer kind)) missing or
-    of the wrong type."""
+    of the wrong type, and (with `unknown_keys`) keys that no node reads."""
     problems = [Problem("", key, found, JSON_EXPECTED) for key, found in json_problems(config)]
+    if isinstance(config, Mapping) and unknown_keys:
+        known = [*readers, *(k for k in STANDARD_CONFIG if k not in readers)]
+        for key in config:
+            if isinstance(key, str) and key not in readers and key not in STANDARD_CONFIG:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                problems.append(
+                    Problem(
+                        "",
+                        f"global_config.{key}",
+                        "a key that no node reads",
+                        f"one of the keys the model reads ({', '.join(map(repr, known))})",
+                        f"{hint}A key of your own needs the apply that reads it to declare it: "
+                        f"hax.reads_config(my_apply, {{{key!r}: type}}) or "
+                        f"@hax.organized_apply(config={{{key!r}: type}})",
+                    )
+                )
     if isinstance(config, Mapping):
         for key, (typ, path, kind) in readers.items():
             where = f"read by the {kind} at {path or '<root>'}"

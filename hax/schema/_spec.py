@@ -256,6 +256,53 @@ def register_spec(apply: F, spec: LayerSpec) -> F:
     return apply
 
 
+STANDARD_CONFIG: Mapping[str, Any] = {"train_mode": bool}
+"""Global-config keys every model may carry without a node declaring them: HAX's
+standard `train_mode` (a model without dropout or batch norm ignores it)."""
+
+
+def reads_config(apply: F, keys: Mapping[str, Any]) -> F:
+    """Declare the global-config keys an apply of yours reads, with their types
+    (`{"temperature": float}`, `int | None` allowed), and return it unchanged.
+
+    `hax.validate(tree, config)` reports a config key that no node of the tree
+    declares (a typo such as `"training"` for `"train_mode"`, with the nearest known
+    key), and a declared key that is missing or of another type. `hax.nn` layers
+    declare theirs in their spec; `hax.organized_apply(config=...)` declares for an
+    organized apply. Declaring again adds to the keys already declared.
+
+    **Example:** `hax.reads_config(my_apply, {"temperature": float})`
+    """
+    if not isinstance(keys, Mapping) or not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"reads_config: keys must be a mapping of str to types, found {keys!r}")
+    declared = {**getattr(apply, "__hax_config__", {}), **keys}
+    try:
+        apply.__hax_config__ = declared  # type: ignore[attr-defined]  # functions take attributes
+    except AttributeError:
+        raise TypeError(
+            f"reads_config: cannot declare keys on {apply!r}; wrap it in a module-level def first"
+        ) from None
+    return apply
+
+
+def config_of(apply: Any) -> dict[str, Any]:
+    """The global-config keys an apply reads, with their types: its spec's and those
+    declared with `reads_config`, through the applies it wraps (`__hax_wraps__`)."""
+    keys: dict[str, Any] = {}
+    try:
+        while apply is not None:
+            spec = spec_of(apply)
+            if spec is not None:
+                keys = {**spec.config, **keys}
+            declared = getattr(apply, "__hax_config__", None)
+            if isinstance(declared, dict):
+                keys = {**declared, **keys}
+            apply = getattr(apply, "__hax_wraps__", None)
+    except Exception:  # a user object's attribute that raises: nothing more is known
+        pass
+    return keys
+
+
 def spec_of(apply: Any) -> LayerSpec | None:
     """The spec registered for an apply function, if any (None also where reading the
     attribute raises: a user object's `__getattr__` is not the place to fail)."""

@@ -5,6 +5,7 @@ follows the torch `forward` line by line, with eager attention; the dropout chil
 draw from their own keys in train mode (attention dropout is the self-attention's
 `dropout` child)."""
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -12,18 +13,20 @@ import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import ApplyFn
-from ...nn.functional import cross_entropy
-from ._common import (
-    attention_bias,
-    attention_weights,
-    classification_loss,
+from ._attention import self_attention
+from ._hf_common import (
+    base_model,
+    check_model_inputs,
+    classifier_output,
     config_reader,
-    merge_heads,
+    encoder_apply,
     model_output,
+    pooler_apply,
     register_family,
     reject_options,
-    split_heads,
+    token_loss,
 )
+from ._hf_masks import bidirectional_mask
 
 
 def _input_shape(input_ids: jax.Array | None, inputs_embeds: jax.Array | None) -> tuple[int, int]:
@@ -105,13 +108,9 @@ def bert_self_attention_apply(
     org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """`BertSelfAttention` (eager): `(attn_output, attn_weights)`."""
-    head_dim = org.attention_head_size
-    query = split_heads(org.query(hidden_states), head_dim)
-    key = split_heads(org.key(hidden_states), head_dim)
-    value = split_heads(org.value(hidden_states), head_dim)
-    weights = attention_weights(query, key, org.scaling, attention_mask)
-    weights = org.dropout(weights)
-    return merge_heads(weights @ value), weights
+    query, key, value = (f(hidden_states) for f in (org.query, org.key, org.value))
+    head_dim, scaling = org.attention_head_size, org.scaling
+    return self_attention(query, key, value, head_dim, scaling, attention_mask, org.dropout)
 
 
 @organized_apply
@@ -154,23 +153,6 @@ def bert_layer_apply(
 
 
 @organized_apply
-def bert_encoder_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
-) -> jax.Array:
-    """`BertEncoder`: the layers in order."""
-    for layer_module in org.layer:
-        hidden_states = layer_module(hidden_states, attention_mask)
-    return hidden_states
-
-
-@organized_apply
-def bert_pooler_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
-    """`BertPooler`: dense and activation of the first token."""
-    out: jax.Array = org.activation(org.dense(hidden_states[:, 0]))
-    return out
-
-
-@organized_apply
 def bert_model_apply(
     org: StateOrganizer,
     /,
@@ -184,11 +166,9 @@ def bert_model_apply(
     """`BertModel` (and `ElectraModel`, which projects the embeddings and has no pooler):
     `{"last_hidden_state", "pooler_output"}` (the latter with a pooler).
     `attention_mask` is a `(batch, seq)` padding mask of 1s and 0s (or a 4D additive mask)."""
-    reject_options("BertModel", options)
+    check_model_inputs("BertModel", options, input_ids, inputs_embeds)
     if org.is_decoder:
         raise ValueError("BertModel: config.is_decoder=True (causal BERT) is not supported")
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
     embedding_output = org.embeddings(
         input_ids=input_ids,
         position_ids=position_ids,
@@ -198,7 +178,7 @@ def bert_model_apply(
     project = getattr(org, "embeddings_project", None)  # ELECTRA's, when sizes differ
     if project is not None:
         embedding_output = project(embedding_output)
-    bias = attention_bias(attention_mask, position_ids, embedding_output.dtype)
+    bias = bidirectional_mask(attention_mask, embedding_output.dtype, position_ids)
     sequence_output = org.encoder(embedding_output, bias)
     pooler = getattr(org, "pooler", None)
     pooled_output = pooler(sequence_output) if pooler is not None else None
@@ -236,160 +216,91 @@ def roberta_lm_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array
     return out
 
 
-@organized_apply
-def roberta_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
-    """`RobertaClassificationHead`: the first token through dropout, dense, tanh, dropout
-    and the output projection."""
-    x = org.dropout(features[:, 0, :])
-    x = jnp.tanh(org.dense(x))
+def _classification_head(
+    org: StateOrganizer, features: jax.Array, activation: Callable[[jax.Array], jax.Array]
+) -> jax.Array:
+    """The first token through dropout, dense, `activation`, dropout, `out_proj`."""
+    x = activation(org.dense(org.dropout(features[:, 0, :])))
     out: jax.Array = org.out_proj(org.dropout(x))
     return out
+
+
+@organized_apply
+def roberta_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+    """`RobertaClassificationHead`: the classification head with tanh."""
+    return _classification_head(org, features, jnp.tanh)
 
 
 @organized_apply
 def electra_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
     """`ElectraClassificationHead`: as RoBERTa's, with its `activation` (GELU) for tanh."""
-    x = org.dropout(features[:, 0, :])
-    x = org.activation(org.dense(x))
-    out: jax.Array = org.out_proj(org.dropout(x))
-    return out
+    return _classification_head(org, features, org.activation)
 
 
-def _encode(
-    org: StateOrganizer, who: str, inputs: dict[str, Any], options: dict[str, Any]
-) -> dict[str, jax.Array]:
-    """Run the base-model child (`bert`, `roberta`, ...: `base_model_prefix`) on `inputs`."""
-    reject_options(who, options)
-    out: dict[str, jax.Array] = getattr(org, org.base_model_prefix)(**inputs)
-    return out
+def _head(
+    who: str,
+    logits_of: Callable[[StateOrganizer, dict[str, jax.Array]], jax.Array],
+    *,
+    per_token: bool,
+) -> ApplyFn:
+    """The apply of a head `who` on the base model (`bert`, `roberta`, ...:
+    `base_model_prefix`): `{"logits": logits_of(org, base_outputs)}`, and `"loss"` with
+    `labels`, per token (cross entropy, -100 ignored) or per sequence (regression,
+    single- or multi-label, as torch picks)."""
+
+    @organized_apply
+    def head_apply(
+        org: StateOrganizer,
+        /,
+        input_ids: jax.Array | None = None,
+        attention_mask: jax.Array | None = None,
+        token_type_ids: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        inputs_embeds: jax.Array | None = None,
+        labels: jax.Array | None = None,
+        **options: Any,
+    ) -> dict[str, jax.Array]:
+        reject_options(who, options)
+        outputs = base_model(org)(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+        )
+        logits = logits_of(org, outputs)
+        if not per_token:
+            return classifier_output(org, logits, labels)
+        return model_output(
+            loss=None if labels is None else token_loss(logits, labels), logits=logits
+        )
+
+    return head_apply
 
 
-def _inputs(
-    input_ids: jax.Array | None,
-    attention_mask: jax.Array | None,
-    token_type_ids: jax.Array | None,
-    position_ids: jax.Array | None,
-    inputs_embeds: jax.Array | None,
-) -> dict[str, Any]:
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "token_type_ids": token_type_ids,
-        "position_ids": position_ids,
-        "inputs_embeds": inputs_embeds,
-    }
-
-
-@organized_apply
-def bert_for_sequence_classification_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
-    labels: jax.Array | None = None,
-    **options: Any,
-) -> dict[str, jax.Array]:
-    """`BertForSequenceClassification`: `{"logits"}` from the dropped-out pooled output,
-    and `"loss"` with `labels` (regression, single- or multi-label, as torch picks)."""
-    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-    outputs = _encode(org, "BertForSequenceClassification", inputs, options)
-    logits = org.classifier(org.dropout(outputs["pooler_output"]))
-    loss = None
-    if labels is not None:
-        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
-    return model_output(loss=loss, logits=logits)
-
-
-@organized_apply
-def roberta_for_sequence_classification_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
-    labels: jax.Array | None = None,
-    **options: Any,
-) -> dict[str, jax.Array]:
-    """`RobertaForSequenceClassification`: the classification head on the sequence output."""
-    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-    outputs = _encode(org, "RobertaForSequenceClassification", inputs, options)
-    logits = org.classifier(outputs["last_hidden_state"])
-    loss = None
-    if labels is not None:
-        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
-    return model_output(loss=loss, logits=logits)
-
-
-@organized_apply
-def bert_for_token_classification_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
-    labels: jax.Array | None = None,
-    **options: Any,
-) -> dict[str, jax.Array]:
-    """`BertForTokenClassification`: `{"logits"}` per token, `"loss"` with `labels`."""
-    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-    outputs = _encode(org, "BertForTokenClassification", inputs, options)
-    logits = org.classifier(org.dropout(outputs["last_hidden_state"]))
-    loss = None
-    if labels is not None:
-        loss = cross_entropy(logits.reshape(-1, org.num_labels), labels.reshape(-1))
-    return model_output(loss=loss, logits=logits)
-
-
-def _masked_lm(prediction_scores: jax.Array, labels: jax.Array | None) -> dict[str, jax.Array]:
-    """`{"logits"}`, and the cross entropy of `labels` (-100 ignored) as `"loss"`."""
-    loss = None
-    if labels is not None:
-        vocab_size = prediction_scores.shape[-1]
-        loss = cross_entropy(prediction_scores.reshape(-1, vocab_size), labels.reshape(-1))
-    return model_output(loss=loss, logits=prediction_scores)
-
-
-@organized_apply
-def bert_for_masked_lm_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
-    labels: jax.Array | None = None,
-    **options: Any,
-) -> dict[str, jax.Array]:
-    """`BertForMaskedLM`: the MLM head `cls` on the sequence output."""
-    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-    outputs = _encode(org, "BertForMaskedLM", inputs, options)
-    return _masked_lm(org.cls(outputs["last_hidden_state"]), labels)
-
-
-@organized_apply
-def roberta_for_masked_lm_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
-    labels: jax.Array | None = None,
-    **options: Any,
-) -> dict[str, jax.Array]:
-    """`RobertaForMaskedLM`: the LM head `lm_head` on the sequence output."""
-    inputs = _inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-    outputs = _encode(org, "RobertaForMaskedLM", inputs, options)
-    return _masked_lm(org.lm_head(outputs["last_hidden_state"]), labels)
+bert_for_sequence_classification_apply = _head(
+    "BertForSequenceClassification",
+    lambda org, outputs: org.classifier(org.dropout(outputs["pooler_output"])),
+    per_token=False,
+)
+roberta_for_sequence_classification_apply = _head(
+    "RobertaForSequenceClassification",
+    lambda org, outputs: org.classifier(outputs["last_hidden_state"]),
+    per_token=False,
+)
+bert_for_token_classification_apply = _head(
+    "BertForTokenClassification",
+    lambda org, outputs: org.classifier(org.dropout(outputs["last_hidden_state"])),
+    per_token=True,
+)
+bert_for_masked_lm_apply = _head(
+    "BertForMaskedLM", lambda org, outputs: org.cls(outputs["last_hidden_state"]), per_token=True
+)
+roberta_for_masked_lm_apply = _head(
+    "RobertaForMaskedLM",
+    lambda org, outputs: org.lm_head(outputs["last_hidden_state"]),
+    per_token=True,
+)
 
 
 _LAYERS: dict[str, ApplyFn] = {
@@ -399,8 +310,8 @@ _LAYERS: dict[str, ApplyFn] = {
     "Intermediate": bert_intermediate_apply,
     "Output": bert_self_output_apply,
     "Layer": bert_layer_apply,
-    "Encoder": bert_encoder_apply,
-    "Pooler": bert_pooler_apply,
+    "Encoder": encoder_apply,
+    "Pooler": pooler_apply,
     "Model": bert_model_apply,
     "ForTokenClassification": bert_for_token_classification_apply,
 }
@@ -414,8 +325,6 @@ _AUX = {
 }
 
 register_family(
-    "transformers.models.bert.modeling_bert",
-    "Bert",
     {
         **_LAYERS,
         "Embeddings": bert_embeddings_apply,
@@ -425,34 +334,32 @@ register_family(
         "OnlyMLMHead": bert_only_mlm_head_apply,
         "ForMaskedLM": bert_for_masked_lm_apply,
     },
+    "bert.modeling_bert.Bert",
     aux=_AUX,
 )
-
-# Families whose classes are RoBERTa's (Hugging Face generates them from it).
-_ROBERTA: dict[str, ApplyFn] = {
-    **_LAYERS,
-    "Embeddings": roberta_embeddings_apply,
-    "ClassificationHead": roberta_classification_head_apply,
-    "ForSequenceClassification": roberta_for_sequence_classification_apply,
-    "LMHead": roberta_lm_head_apply,
-    "ForMaskedLM": roberta_for_masked_lm_apply,
-}
 register_family(
-    "transformers.models.electra.modeling_electra",
-    "Electra",
     {
         **_LAYERS,
         "Embeddings": bert_embeddings_apply,
         "ClassificationHead": electra_classification_head_apply,
         "ForSequenceClassification": roberta_for_sequence_classification_apply,
     },
+    "electra.modeling_electra.Electra",
     aux=_AUX,
 )
-
-for _module, _prefix in (
-    ("roberta.modeling_roberta", "Roberta"),
-    ("xlm_roberta.modeling_xlm_roberta", "XLMRoberta"),
-    ("camembert.modeling_camembert", "Camembert"),
-    ("data2vec.modeling_data2vec_text", "Data2VecText"),
-):
-    register_family(f"transformers.models.{_module}", _prefix, _ROBERTA, aux=_AUX)
+# Families whose classes are RoBERTa's (Hugging Face generates them from it).
+register_family(
+    {
+        **_LAYERS,
+        "Embeddings": roberta_embeddings_apply,
+        "ClassificationHead": roberta_classification_head_apply,
+        "ForSequenceClassification": roberta_for_sequence_classification_apply,
+        "LMHead": roberta_lm_head_apply,
+        "ForMaskedLM": roberta_for_masked_lm_apply,
+    },
+    "roberta.modeling_roberta.Roberta",
+    "xlm_roberta.modeling_xlm_roberta.XLMRoberta",
+    "camembert.modeling_camembert.Camembert",
+    "data2vec.modeling_data2vec_text.Data2VecText",
+    aux=_AUX,
+)

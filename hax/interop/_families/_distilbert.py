@@ -9,19 +9,17 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from .._library import register_apply
-from ._common import (
-    attention_bias,
-    attention_weights,
-    classification_loss,
+from ._attention import self_attention
+from ._hf_common import (
+    check_model_inputs,
+    classifier_output,
     config_reader,
-    merge_heads,
+    encoder_apply,
     model_output,
     reject_options,
-    split_heads,
 )
-
-_PATH = "transformers.models.distilbert.modeling_distilbert."
+from ._hf_masks import bidirectional_mask
+from ._registry import register_all
 
 
 @organized_apply
@@ -49,12 +47,10 @@ def self_attention_apply(
     org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """`DistilBertSelfAttention` (eager): `(attn_output, attn_weights)`."""
-    head_dim = org.attention_head_size
-    query = split_heads(org.q_lin(hidden_states), head_dim)
-    key = split_heads(org.k_lin(hidden_states), head_dim)
-    value = split_heads(org.v_lin(hidden_states), head_dim)
-    weights = org.dropout(attention_weights(query, key, org.scaling, attention_mask))
-    return org.out_lin(merge_heads(weights @ value)), weights
+    query, key, value = (f(hidden_states) for f in (org.q_lin, org.k_lin, org.v_lin))
+    head_dim, scaling = org.attention_head_size, org.scaling
+    out, weights = self_attention(query, key, value, head_dim, scaling, attention_mask, org.dropout)
+    return org.out_lin(out), weights
 
 
 @organized_apply
@@ -78,16 +74,6 @@ def transformer_block_apply(
 
 
 @organized_apply
-def transformer_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
-) -> jax.Array:
-    """`Transformer`: the blocks in order."""
-    for layer_module in org.layer:
-        hidden_states = layer_module(hidden_states, attention_mask)
-    return hidden_states
-
-
-@organized_apply
 def distilbert_model_apply(
     org: StateOrganizer,
     /,
@@ -99,11 +85,9 @@ def distilbert_model_apply(
 ) -> dict[str, jax.Array]:
     """`DistilBertModel`: `{"last_hidden_state"}`; `attention_mask` is a `(batch, seq)`
     padding mask of 1s and 0s (or a 4D additive mask)."""
-    reject_options("DistilBertModel", options)
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+    check_model_inputs("DistilBertModel", options, input_ids, inputs_embeds)
     embeddings = org.embeddings(input_ids, inputs_embeds, position_ids)
-    bias = attention_bias(attention_mask, None, embeddings.dtype)
+    bias = bidirectional_mask(attention_mask, embeddings.dtype)
     return model_output(last_hidden_state=org.transformer(embeddings, bias))
 
 
@@ -128,21 +112,19 @@ def distilbert_for_sequence_classification_apply(
         position_ids=position_ids,
     )["last_hidden_state"]
     pooled_output = jnp.maximum(org.pre_classifier(hidden_state[:, 0]), 0)
-    logits = org.classifier(org.dropout(pooled_output))
-    loss = None
-    if labels is not None:
-        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
-    return model_output(loss=loss, logits=logits)
+    return classifier_output(org, org.classifier(org.dropout(pooled_output)), labels)
 
 
-register_apply(_PATH + "Embeddings", embeddings_apply)
-register_apply(_PATH + "DistilBertSelfAttention", self_attention_apply)
-register_apply(_PATH + "FFN", ffn_apply)
-register_apply(_PATH + "TransformerBlock", transformer_block_apply)
-register_apply(_PATH + "Transformer", transformer_apply)
-register_apply(_PATH + "DistilBertModel", distilbert_model_apply)
-register_apply(
-    _PATH + "DistilBertForSequenceClassification",
-    distilbert_for_sequence_classification_apply,
-    aux=config_reader("problem_type"),
+register_all(
+    "transformers.models.distilbert.modeling_distilbert.",
+    {
+        "Embeddings": embeddings_apply,
+        "DistilBertSelfAttention": self_attention_apply,
+        "FFN": ffn_apply,
+        "TransformerBlock": transformer_block_apply,
+        "Transformer": encoder_apply,
+        "DistilBertModel": distilbert_model_apply,
+        "DistilBertForSequenceClassification": distilbert_for_sequence_classification_apply,
+    },
+    aux={"DistilBertForSequenceClassification": config_reader("problem_type")},
 )

@@ -8,18 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from .._library import register_apply
-from ._hf_shared import (
-    base_model_prefix,
-    causal_lm_apply,
-    causal_mask,
-    eager_attention,
-    packing_positions,
-    padding_mask,
-    reject_options,
-    split_heads,
-    use_cache_default,
-)
+from ._attention import attention, split_heads
+from ._hf_common import causal_lm_apply, check_model_inputs, config_reader
+from ._hf_masks import bidirectional_mask, causal_mask, packing_positions, use_cache_default
+from ._registry import register_all
 
 
 @organized_apply
@@ -45,29 +37,17 @@ def gpt2_attention_apply(
     else:
         query, key, value = jnp.split(org.c_attn(hidden_states), 3, axis=2)
     query, key, value = (split_heads(t, org.head_dim) for t in (query, key, value))
-    out = eager_attention(
-        query,
-        key,
-        value,
-        attention_mask,
-        org.scaling,
-        upcast=org.reorder_and_upcast_attn,
-        dropout=org.attn_dropout,
-    )
-    out = out.reshape(*out.shape[:-2], -1)
-    out = org.c_proj(out)
-    attn_output: jax.Array = org.resid_dropout(out)
+    upcast, drop = org.reorder_and_upcast_attn, org.attn_dropout
+    out, _ = attention(query, key, value, org.scaling, attention_mask, upcast=upcast, dropout=drop)
+    attn_output: jax.Array = org.resid_dropout(org.c_proj(out))
     return attn_output
 
 
 @organized_apply
 def gpt2_mlp_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
     """`GPT2MLP`: `c_fc`, activation, `c_proj`, dropout."""
-    hidden_states = org.c_fc(hidden_states)
-    hidden_states = org.act(hidden_states)
-    hidden_states = org.c_proj(hidden_states)
-    hidden_states = org.dropout(hidden_states)
-    return hidden_states
+    out: jax.Array = org.dropout(org.c_proj(org.act(org.c_fc(hidden_states))))
+    return out
 
 
 @organized_apply
@@ -78,28 +58,22 @@ def gpt2_block_apply(
     encoder_hidden_states: jax.Array | None = None,
     encoder_attention_mask: jax.Array | None = None,
 ) -> jax.Array:
-    """`GPT2Block`: pre-norm attention, cross-attention when given encoder states, MLP."""
-    residual = hidden_states
-    hidden_states = org.ln_1(hidden_states)
-    hidden_states = org.attn(hidden_states, attention_mask=attention_mask) + residual
+    """`GPT2Block`: pre-norm attention, cross-attention when given encoder states, MLP,
+    each with a residual."""
+    hidden_states = hidden_states + org.attn(org.ln_1(hidden_states), attention_mask=attention_mask)
     if encoder_hidden_states is not None:
         if not hasattr(org, "crossattention"):
             raise ValueError(
                 "GPT2Block: encoder_hidden_states needs cross-attention layers; build the "
                 "model with config.add_cross_attention=True"
             )
-        residual = hidden_states
-        hidden_states = org.ln_cross_attn(hidden_states)
-        cross = org.crossattention(
-            hidden_states,
+        hidden_states = hidden_states + org.crossattention(
+            org.ln_cross_attn(hidden_states),
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
         )
-        hidden_states = residual + cross
-    residual = hidden_states
-    hidden_states = org.ln_2(hidden_states)
-    hidden_states = residual + org.mlp(hidden_states)
-    return hidden_states
+    out: jax.Array = hidden_states + org.mlp(org.ln_2(hidden_states))
+    return out
 
 
 @organized_apply
@@ -118,16 +92,12 @@ def gpt2_model_apply(
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`GPT2Model`: `{"last_hidden_state": ...}`."""
-    reject_options("GPT2Model", options)
-    if input_ids is not None and inputs_embeds is not None:
-        raise ValueError("GPT2Model: pass input_ids or inputs_embeds, not both")
-    if input_ids is not None:
-        input_shape = jnp.shape(input_ids)
-        input_ids = jnp.reshape(jnp.asarray(input_ids), (-1, input_shape[-1]))
-    elif inputs_embeds is not None:
+    check_model_inputs("GPT2Model", options, input_ids, inputs_embeds)
+    if inputs_embeds is not None:
         input_shape = inputs_embeds.shape[:-1]
     else:
-        raise ValueError("GPT2Model: pass input_ids or inputs_embeds")
+        input_shape = jnp.shape(input_ids)
+        input_ids = jnp.reshape(jnp.asarray(input_ids), (-1, input_shape[-1]))
     if token_type_ids is not None:
         token_type_ids = jnp.reshape(jnp.asarray(token_type_ids), (-1, input_shape[-1]))
     if inputs_embeds is None:
@@ -140,7 +110,7 @@ def gpt2_model_apply(
     packing = packing_positions(org, "GPT2Model", use_cache, position_ids)
     mask = causal_mask(inputs_embeds, attention_mask, packing)
     if encoder_hidden_states is not None:
-        encoder_attention_mask = padding_mask(inputs_embeds, encoder_attention_mask)
+        encoder_attention_mask = bidirectional_mask(encoder_attention_mask, inputs_embeds.dtype)
     if token_type_ids is not None:
         hidden_states = hidden_states + org.wte(token_type_ids)
     hidden_states = org.drop(hidden_states)
@@ -155,13 +125,15 @@ def gpt2_model_apply(
     return {"last_hidden_state": hidden_states.reshape(*input_shape, hidden_states.shape[-1])}
 
 
-_PATH = "transformers.models.gpt2.modeling_gpt2."
-register_apply("transformers.pytorch_utils.Conv1D", conv1d_apply)
-for _name, _apply in {
-    "GPT2Attention": gpt2_attention_apply,
-    "GPT2MLP": gpt2_mlp_apply,
-    "GPT2Block": gpt2_block_apply,
-}.items():
-    register_apply(_PATH + _name, _apply)
-register_apply(_PATH + "GPT2Model", gpt2_model_apply, aux=use_cache_default)
-register_apply(_PATH + "GPT2LMHeadModel", causal_lm_apply, aux=base_model_prefix)
+register_all("transformers.pytorch_utils.", {"Conv1D": conv1d_apply})
+register_all(
+    "transformers.models.gpt2.modeling_gpt2.GPT2",
+    {
+        "Attention": gpt2_attention_apply,
+        "MLP": gpt2_mlp_apply,
+        "Block": gpt2_block_apply,
+        "Model": gpt2_model_apply,
+        "LMHeadModel": causal_lm_apply,
+    },
+    aux={"Model": use_cache_default, "LMHeadModel": config_reader()},
+)

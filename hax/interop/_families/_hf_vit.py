@@ -4,6 +4,7 @@ embeddings with prefix tokens, pre-norm layers, pooler and the image-classificat
 heads. Each apply follows the torch `forward` line by line, with eager attention;
 attention dropout and drop-path draw from their node's key in train mode."""
 
+import functools
 from typing import Any
 
 import jax
@@ -11,19 +12,21 @@ import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import ApplyFn
-from ._common import (
-    attention_bias,
-    attention_weights,
-    classification_loss,
+from ._attention import self_attention
+from ._elementwise import scaled_by
+from ._hf_common import (
+    base_model,
+    classifier_output,
     config_reader,
-    drop_path,
-    dropout,
-    merge_heads,
+    gated_mlp_apply,
     model_output,
+    pooler_apply,
     register_family,
     reject_options,
-    split_heads,
+    run_layers,
 )
+from ._hf_masks import bidirectional_mask
+from ._randomness import drop_path_apply, dropout
 
 
 @organized_apply
@@ -41,6 +44,24 @@ def vit_patch_embeddings_apply(org: StateOrganizer, pixel_values: jax.Array) -> 
     return x.reshape(*x.shape[:2], -1).swapaxes(1, 2)
 
 
+def _tokens(
+    org: StateOrganizer, pixel_values: jax.Array, bool_masked_pos: jax.Array | None
+) -> jax.Array:
+    """The patches (masked ones replaced by the mask token) after the class token (and
+    DeiT's distillation token)."""
+    embeddings = org.patch_embeddings(pixel_values)
+    if bool_masked_pos is not None:
+        if org.mask_token is None:
+            raise ValueError("bool_masked_pos needs a model built with use_mask_token=True")
+        mask_tokens = jnp.broadcast_to(org.mask_token, embeddings.shape)
+        mask = bool_masked_pos[..., None].astype(mask_tokens.dtype)
+        embeddings = embeddings * (1.0 - mask) + mask_tokens * mask
+    prefix = [org.cls_token, getattr(org, "distillation_token", None)]
+    batch_size = embeddings.shape[0]
+    tokens = [jnp.broadcast_to(t, (batch_size, *t.shape[1:])) for t in prefix if t is not None]
+    return jnp.concatenate([*tokens, embeddings], axis=1)
+
+
 @organized_apply
 def vit_embeddings_apply(
     org: StateOrganizer,
@@ -51,17 +72,8 @@ def vit_embeddings_apply(
     """`ViTEmbeddings` (and `DeiTEmbeddings`): patches (masked ones replaced by the mask
     token), after the class token (and DeiT's distillation token), plus the position
     embeddings, then dropout."""
-    batch_size, _, height, width = pixel_values.shape
-    embeddings = org.patch_embeddings(pixel_values)
-    if bool_masked_pos is not None:
-        if org.mask_token is None:
-            raise ValueError("bool_masked_pos needs a model built with use_mask_token=True")
-        mask_tokens = jnp.broadcast_to(org.mask_token, embeddings.shape)
-        mask = bool_masked_pos[..., None].astype(mask_tokens.dtype)
-        embeddings = embeddings * (1.0 - mask) + mask_tokens * mask
-    prefix = [org.cls_token, getattr(org, "distillation_token", None)]
-    tokens = [jnp.broadcast_to(t, (batch_size, *t.shape[1:])) for t in prefix if t is not None]
-    embeddings = jnp.concatenate([*tokens, embeddings], axis=1)
+    _, _, height, width = pixel_values.shape
+    embeddings = _tokens(org, pixel_values, bool_masked_pos)
     resized = embeddings.shape[1] != org.position_embeddings.shape[1] or height != width
     if interpolate_pos_encoding and resized:
         raise ValueError(
@@ -83,12 +95,12 @@ def vit_attention_apply(
 ) -> tuple[jax.Array, jax.Array]:
     """`ViTAttention` (eager): `(attn_output, attn_weights)`; the attention weights are
     dropped out (`attention_dropout`) with the node's key in train mode."""
-    query = split_heads(org.q_proj(hidden_states), org.head_dim)
-    key = split_heads(org.k_proj(hidden_states), org.head_dim)
-    value = split_heads(org.v_proj(hidden_states), org.head_dim)
-    weights = attention_weights(query, key, org.scaling, attention_mask)
-    weights = dropout(org, weights, org.attention_dropout, "ViTAttention")
-    return org.o_proj(merge_heads(weights @ value)), weights
+    query, key, value = (f(hidden_states) for f in (org.q_proj, org.k_proj, org.v_proj))
+    drop = functools.partial(dropout, org, p=org.attention_dropout, who="ViTAttention")
+    out, weights = self_attention(
+        query, key, value, org.head_dim, org.scaling, attention_mask, drop
+    )
+    return org.o_proj(out), weights
 
 
 @organized_apply
@@ -113,13 +125,6 @@ def vit_layer_apply(
 
 
 @organized_apply
-def vit_pooler_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
-    """`ViTPooler`: dense and activation of the first token."""
-    out: jax.Array = org.activation(org.dense(hidden_states[:, 0]))
-    return out
-
-
-@organized_apply
 def vit_model_apply(
     org: StateOrganizer,
     /,
@@ -136,11 +141,8 @@ def vit_model_apply(
         bool_masked_pos=bool_masked_pos,
         interpolate_pos_encoding=interpolate_pos_encoding,
     )
-    bias = attention_bias(attention_mask, None, embedding_output.dtype)
-    hidden_states = embedding_output
-    for layer in org.layers:
-        hidden_states = layer(hidden_states, bias)
-    sequence_output = org.layernorm(hidden_states)
+    bias = bidirectional_mask(attention_mask, embedding_output.dtype)
+    sequence_output = org.layernorm(run_layers(org.layers, embedding_output, bias))
     pooler = getattr(org, "pooler", None)
     pooled_output = pooler(sequence_output) if pooler is not None else None
     return model_output(last_hidden_state=sequence_output, pooler_output=pooled_output)
@@ -153,14 +155,7 @@ def dinov2_embeddings_apply(
     """`Dinov2Embeddings`: as ViT's; the position embeddings are resampled for another
     image size in torch, which is not supported here."""
     _, _, height, width = pixel_values.shape
-    embeddings = org.patch_embeddings(pixel_values)
-    if bool_masked_pos is not None:
-        if org.mask_token is None:
-            raise ValueError("bool_masked_pos needs a model built with use_mask_token=True")
-        mask = bool_masked_pos[..., None].astype(embeddings.dtype)
-        embeddings = embeddings * (1 - mask) + org.mask_token * mask
-    cls_tokens = jnp.broadcast_to(org.cls_token, (embeddings.shape[0], *org.cls_token.shape[1:]))
-    embeddings = jnp.concatenate([cls_tokens, embeddings], axis=1)
+    embeddings = _tokens(org, pixel_values, bool_masked_pos)
     if org.position_embeddings is not None:
         if embeddings.shape[1] != org.position_embeddings.shape[1] or height != width:
             raise ValueError(
@@ -173,37 +168,15 @@ def dinov2_embeddings_apply(
 
 
 @organized_apply
-def dinov2_layer_scale_apply(org: StateOrganizer, hidden_state: jax.Array) -> jax.Array:
-    """`Dinov2LayerScale`: `hidden_state * lambda1`."""
-    lambda1: jax.Array = org.lambda1
-    return hidden_state * lambda1
-
-
-@organized_apply
-def dinov2_drop_path_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
-    """`Dinov2DropPath`: stochastic depth per sample, with the node's key in train mode."""
-    return drop_path(org, hidden_states, org.drop_prob, True, "Dinov2DropPath")
-
-
-@organized_apply
-def dinov2_swiglu_ffn_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
-    """`Dinov2SwiGLUFFN`: `down_proj(silu(gate_proj(x)) * up_proj(x))`."""
-    out: jax.Array = org.down_proj(org.act_fn(org.gate_proj(x)) * org.up_proj(x))
-    return out
-
-
-@organized_apply
 def dinov2_layer_apply(
     org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
 ) -> jax.Array:
     """`Dinov2Layer`: pre-norm attention and MLP, each layer-scaled, drop-pathed and
     residual."""
-    residual = hidden_states
-    hidden_states, _ = org.attention(org.norm1(hidden_states), attention_mask=attention_mask)
-    hidden_states = org.drop_path(org.layer_scale1(hidden_states)) + residual
-    residual = hidden_states
-    hidden_states = org.layer_scale2(org.mlp(org.norm2(hidden_states)))
-    out: jax.Array = org.drop_path(hidden_states) + residual
+    attention_output, _ = org.attention(org.norm1(hidden_states), attention_mask=attention_mask)
+    hidden_states = hidden_states + org.drop_path(org.layer_scale1(attention_output))
+    mlp_output = org.layer_scale2(org.mlp(org.norm2(hidden_states)))
+    out: jax.Array = hidden_states + org.drop_path(mlp_output)
     return out
 
 
@@ -212,9 +185,7 @@ def dinov2_encoder_apply(
     org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
 ) -> dict[str, jax.Array]:
     """`Dinov2Encoder`: the layers in order, `{"last_hidden_state"}`."""
-    for layer_module in org.layer:
-        hidden_states = layer_module(hidden_states, attention_mask)
-    return model_output(last_hidden_state=hidden_states)
+    return model_output(last_hidden_state=run_layers(org.layer, hidden_states, attention_mask))
 
 
 @organized_apply
@@ -230,7 +201,7 @@ def dinov2_model_apply(
     class token."""
     reject_options("Dinov2Model", options)
     embedding_output = org.embeddings(pixel_values, bool_masked_pos=bool_masked_pos)
-    bias = attention_bias(attention_mask, None, embedding_output.dtype)
+    bias = bidirectional_mask(attention_mask, embedding_output.dtype)
     encoder_outputs = org.encoder(embedding_output, attention_mask=bias)
     sequence_output = org.layernorm(encoder_outputs["last_hidden_state"])
     return model_output(last_hidden_state=sequence_output, pooler_output=sequence_output[:, 0, :])
@@ -251,10 +222,7 @@ def dinov2_for_image_classification_apply(
     sequence_output = org.dinov2(pixel_values, attention_mask=attention_mask)["last_hidden_state"]
     cls_token, patch_tokens = sequence_output[:, 0], sequence_output[:, 1:]
     logits = org.classifier(jnp.concatenate([cls_token, patch_tokens.mean(axis=1)], axis=1))
-    loss = None
-    if labels is not None:
-        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
-    return model_output(loss=loss, logits=logits)
+    return classifier_output(org, logits, labels)
 
 
 def _encode(
@@ -267,7 +235,7 @@ def _encode(
 ) -> jax.Array:
     """The base model's (`vit`, `deit`, ...: `base_model_prefix`) last hidden state."""
     reject_options(who, options)
-    outputs = getattr(org, org.base_model_prefix)(
+    outputs = base_model(org)(
         pixel_values,
         interpolate_pos_encoding=interpolate_pos_encoding,
         attention_mask=attention_mask,
@@ -296,11 +264,7 @@ def vit_for_image_classification_apply(
         attention_mask,
         options,
     )
-    logits = org.classifier(sequence_output[:, 0, :])
-    loss = None
-    if labels is not None:
-        loss = classification_loss(logits, labels, org.problem_type, org.num_labels)
-    return model_output(loss=loss, logits=logits)
+    return classifier_output(org, org.classifier(sequence_output[:, 0, :]), labels)
 
 
 @organized_apply
@@ -336,39 +300,37 @@ _VIT: dict[str, ApplyFn] = {
     "Attention": vit_attention_apply,
     "MLP": vit_mlp_apply,
     "Layer": vit_layer_apply,
-    "Pooler": vit_pooler_apply,
+    "Pooler": pooler_apply,
     "Model": vit_model_apply,
     "ForImageClassification": vit_for_image_classification_apply,
     "ForImageClassificationWithTeacher": deit_for_image_classification_with_teacher_apply,
 }
-_AUX = {
-    "ForImageClassification": config_reader("problem_type"),
-    "ForImageClassificationWithTeacher": config_reader(),
-}
-for _module, _prefix in (
-    ("vit.modeling_vit", "ViT"),
-    ("deit.modeling_deit", "DeiT"),
-    ("vit_msn.modeling_vit_msn", "ViTMSN"),
-):
-    register_family(
-        f"transformers.models.{_module}", _prefix, _VIT, rng=frozenset({"Attention"}), aux=_AUX
-    )
 register_family(
-    "transformers.models.dinov2.modeling_dinov2",
-    "Dinov2",
+    _VIT,
+    "vit.modeling_vit.ViT",
+    "deit.modeling_deit.DeiT",
+    "vit_msn.modeling_vit_msn.ViTMSN",
+    rng={"Attention"},
+    aux={
+        "ForImageClassification": config_reader("problem_type"),
+        "ForImageClassificationWithTeacher": config_reader(),
+    },
+)
+register_family(
     {
         "PatchEmbeddings": vit_patch_embeddings_apply,
         "Embeddings": dinov2_embeddings_apply,
         "Attention": vit_attention_apply,
-        "LayerScale": dinov2_layer_scale_apply,
+        "LayerScale": scaled_by("lambda1"),
         "MLP": vit_mlp_apply,
-        "SwiGLUFFN": dinov2_swiglu_ffn_apply,
-        "DropPath": dinov2_drop_path_apply,
+        "SwiGLUFFN": gated_mlp_apply,
+        "DropPath": drop_path_apply,
         "Layer": dinov2_layer_apply,
         "Encoder": dinov2_encoder_apply,
         "Model": dinov2_model_apply,
         "ForImageClassification": dinov2_for_image_classification_apply,
     },
-    rng=frozenset({"Attention", "DropPath"}),
+    "dinov2.modeling_dinov2.Dinov2",
+    rng={"Attention", "DropPath"},
     aux={"ForImageClassification": config_reader("problem_type")},
 )

@@ -3,9 +3,10 @@ its classes (Mistral, Qwen2): RMSNorm, rotary position embeddings read from the
 model's `rotary_emb` (its non-persistent `inv_freq`), grouped-query attention, the
 gated MLP, and causal or sliding-window masks per layer.
 
-A family whose classes copy Llama's under its own prefix needs one line,
-`register_llama_like("module", "Prefix")`."""
+A family whose classes copy Llama's under its own prefix needs one more
+`"module.Prefix"` in the `register_family` call at the end."""
 
+import functools
 from typing import Any
 
 import jax
@@ -14,18 +15,16 @@ import jax.numpy as jnp
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
 from ...nn.functional import apply_rotary_embedding
-from .._library import register_apply
-from ._hf_shared import (
-    base_model_prefix,
+from ._attention import attention, split_heads
+from ._hf_common import (
     causal_lm_apply,
-    causal_mask,
-    eager_attention,
-    functional_dropout,
-    packing_positions,
-    reject_options,
-    split_heads,
-    use_cache_default,
+    check_model_inputs,
+    config_reader,
+    gated_mlp_apply,
+    register_family,
 )
+from ._hf_masks import causal_mask, packing_positions, use_cache_default
+from ._randomness import dropout
 
 
 @organized_apply
@@ -64,13 +63,6 @@ def repeat_kv(x: jax.Array, n_rep: int) -> jax.Array:
 
 
 @organized_apply
-def llama_mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
-    """`LlamaMLP`: `down(act(gate(x)) * up(x))`."""
-    down_proj: jax.Array = org.down_proj(org.act_fn(org.gate_proj(x)) * org.up_proj(x))
-    return down_proj
-
-
-@organized_apply
 def llama_attention_apply(
     org: StateOrganizer,
     hidden_states: jax.Array,
@@ -79,27 +71,16 @@ def llama_attention_apply(
 ) -> jax.Array:
     """`LlamaAttention`: rotary queries and keys, grouped-query eager attention with
     `attention_dropout` drawn from the node's key in train mode."""
-    input_shape = hidden_states.shape[:-1]
-    query = split_heads(org.q_proj(hidden_states), org.head_dim)
-    key = split_heads(org.k_proj(hidden_states), org.head_dim)
-    value = split_heads(org.v_proj(hidden_states), org.head_dim)
+    query, key, value = (
+        split_heads(f(hidden_states), org.head_dim) for f in (org.q_proj, org.k_proj, org.v_proj)
+    )
     cos, sin = position_embeddings
     query = apply_rotary_embedding(query, cos, sin, unsqueeze_dim=1)
     key = apply_rotary_embedding(key, cos, sin, unsqueeze_dim=1)
-
-    def dropout(weights: jax.Array) -> jax.Array:
-        return functional_dropout(org, weights, org.attention_dropout, "attention dropout")
-
-    out = eager_attention(
-        query,
-        repeat_kv(key, org.num_key_value_groups),
-        repeat_kv(value, org.num_key_value_groups),
-        attention_mask,
-        org.scaling,
-        upcast=True,
-        dropout=dropout,
-    )
-    attn_output: jax.Array = org.o_proj(out.reshape(*input_shape, -1))
+    key, value = (repeat_kv(t, org.num_key_value_groups) for t in (key, value))
+    drop = functools.partial(dropout, org, p=org.attention_dropout, who="attention dropout")
+    out, _ = attention(query, key, value, org.scaling, attention_mask, dropout=drop)
+    attn_output: jax.Array = org.o_proj(out)
     return attn_output
 
 
@@ -113,16 +94,13 @@ def llama_decoder_layer_apply(
     """`LlamaDecoderLayer`: pre-norm attention and MLP, each with a residual."""
     if position_embeddings is None:
         raise ValueError("decoder layer: position_embeddings (cos, sin) are required")
-    residual = hidden_states
-    hidden_states = org.input_layernorm(hidden_states)
-    hidden_states = org.self_attn(
-        hidden_states, attention_mask=attention_mask, position_embeddings=position_embeddings
+    hidden_states = hidden_states + org.self_attn(
+        org.input_layernorm(hidden_states),
+        attention_mask=attention_mask,
+        position_embeddings=position_embeddings,
     )
-    hidden_states = residual + hidden_states
-    residual = hidden_states
-    hidden_states = org.post_attention_layernorm(hidden_states)
-    hidden_states = residual + org.mlp(hidden_states)
-    return hidden_states
+    out: jax.Array = hidden_states + org.mlp(org.post_attention_layernorm(hidden_states))
+    return out
 
 
 @organized_apply
@@ -139,9 +117,7 @@ def llama_model_apply(
 ) -> dict[str, jax.Array]:
     """`LlamaModel`: `{"last_hidden_state": ...}`. Each layer gets the causal mask of its
     kind (`aux["layer_types"]`: full or sliding-window attention)."""
-    reject_options("decoder model", options)
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("decoder model: pass exactly one of input_ids or inputs_embeds")
+    check_model_inputs("decoder model", options, input_ids, inputs_embeds)
     if inputs_embeds is None:
         inputs_embeds = org.embed_tokens(jnp.asarray(input_ids))
     if position_ids is None:
@@ -181,19 +157,19 @@ def decoder_config(module: Any) -> dict[str, AuxValue]:
     return {**use_cache_default(module), "sliding_window": window, "layer_types": tuple(kinds)}
 
 
-def register_llama_like(module: str, prefix: str) -> None:
-    """Register Llama's applies for the classes `{prefix}RMSNorm`, `{prefix}Attention`,
-    ... of `transformers.models.{module}.modeling_{module}`."""
-    path = f"transformers.models.{module}.modeling_{module}.{prefix}"
-    register_apply(path + "RMSNorm", llama_rms_norm_apply)
-    register_apply(path + "RotaryEmbedding", rotary_embedding_apply)
-    register_apply(path + "MLP", llama_mlp_apply)
-    register_apply(path + "Attention", llama_attention_apply, rng=True)
-    register_apply(path + "DecoderLayer", llama_decoder_layer_apply)
-    register_apply(path + "Model", llama_model_apply, aux=decoder_config)
-    register_apply(path + "ForCausalLM", causal_lm_apply, aux=base_model_prefix)
-
-
-register_llama_like("llama", "Llama")
-register_llama_like("mistral", "Mistral")
-register_llama_like("qwen2", "Qwen2")
+register_family(
+    {
+        "RMSNorm": llama_rms_norm_apply,
+        "RotaryEmbedding": rotary_embedding_apply,
+        "MLP": gated_mlp_apply,
+        "Attention": llama_attention_apply,
+        "DecoderLayer": llama_decoder_layer_apply,
+        "Model": llama_model_apply,
+        "ForCausalLM": causal_lm_apply,
+    },
+    "llama.modeling_llama.Llama",
+    "mistral.modeling_mistral.Mistral",
+    "qwen2.modeling_qwen2.Qwen2",
+    rng={"Attention"},
+    aux={"Model": decoder_config, "ForCausalLM": config_reader()},
+)

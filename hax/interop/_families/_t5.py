@@ -4,9 +4,10 @@ blocks and layers they are made of, the relative position bias of the first laye
 (shared by the others) and `T5LayerNorm`. The shared embedding is tied across
 encoder, decoder and LM head by `convert` (one leaf).
 
-A family whose classes copy T5's under its own prefix needs one line,
-`register_t5_like("module", "Prefix")`."""
+A family whose classes copy T5's under its own prefix needs one more
+`"module.Prefix"` in the `register_family` call at the end."""
 
+import functools
 import math
 from typing import Any
 
@@ -16,16 +17,10 @@ import numpy as np
 
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
-from .._library import register_apply
-from ._hf_shared import (
-    causal_mask,
-    eager_attention,
-    functional_dropout,
-    lm_loss,
-    padding_mask,
-    reject_options,
-    split_heads,
-)
+from ._attention import attention, split_heads
+from ._hf_common import check_model_inputs, register_family, reject_options, token_loss
+from ._hf_masks import bidirectional_mask, causal_mask
+from ._randomness import dropout
 
 _HALF = (jnp.float16, jnp.bfloat16)
 
@@ -41,21 +36,23 @@ def t5_layer_norm_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Ar
     return hidden_states
 
 
+def _project_out(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+    """Dropout, then `wo` on the states cast to its weight's dtype."""
+    hidden_states = org.dropout(hidden_states)
+    out: jax.Array = org.wo(hidden_states.astype(org.wo.tree["params"]["weight"].dtype))
+    return out
+
+
 @organized_apply
 def t5_dense_act_dense_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
     """`T5DenseActDense`: `wo(dropout(act(wi(x))))`."""
-    hidden_states = org.dropout(org.act(org.wi(hidden_states)))
-    hidden_states = org.wo(hidden_states.astype(org.wo.tree["params"]["weight"].dtype))
-    return hidden_states
+    return _project_out(org, org.act(org.wi(hidden_states)))
 
 
 @organized_apply
 def t5_dense_gated_act_dense_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
     """`T5DenseGatedActDense`: `wo(dropout(act(wi_0(x)) * wi_1(x)))`."""
-    hidden_states = org.act(org.wi_0(hidden_states)) * org.wi_1(hidden_states)
-    hidden_states = org.dropout(hidden_states)
-    hidden_states = org.wo(hidden_states.astype(org.wo.tree["params"]["weight"].dtype))
-    return hidden_states
+    return _project_out(org, org.act(org.wi_0(hidden_states)) * org.wi_1(hidden_states))
 
 
 @organized_apply
@@ -127,12 +124,19 @@ def t5_attention_apply(
             position_bias = jnp.zeros((1, org.n_heads, input_shape[1], key_length), query.dtype)
         else:
             position_bias = compute_bias(org, input_shape[1], key_length)
+    drop = functools.partial(dropout, org, p=org.dropout, who="T5Attention")
+    out, _ = attention(
+        query, key, value, org.scaling, position_bias, mask, upcast=False, dropout=drop
+    )
+    return org.o(out), position_bias
 
-    def dropout(weights: jax.Array) -> jax.Array:
-        return functional_dropout(org, weights, org.dropout, "T5Attention")
 
-    out = eager_attention(query, key, value, mask, org.scaling, bias=position_bias, dropout=dropout)
-    return org.o(out.reshape(*input_shape, -1)), position_bias
+def _attention_layer(
+    org: StateOrganizer, attention: Any, hidden_states: jax.Array, **kwargs: Any
+) -> tuple[jax.Array, jax.Array]:
+    """Pre-norm `attention(normed, **kwargs)` with a residual; its position bias too."""
+    attention_output, position_bias = attention(org.layer_norm(hidden_states), **kwargs)
+    return hidden_states + org.dropout(attention_output), position_bias
 
 
 @organized_apply
@@ -143,11 +147,9 @@ def t5_layer_self_attention_apply(
     position_bias: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """`T5LayerSelfAttention`: pre-norm self-attention with a residual."""
-    normed_hidden_states = org.layer_norm(hidden_states)
-    attention_output, position_bias = org.SelfAttention(
-        normed_hidden_states, mask=attention_mask, position_bias=position_bias
+    return _attention_layer(
+        org, org.SelfAttention, hidden_states, mask=attention_mask, position_bias=position_bias
     )
-    return hidden_states + org.dropout(attention_output), position_bias
 
 
 @organized_apply
@@ -159,14 +161,14 @@ def t5_layer_cross_attention_apply(
     position_bias: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """`T5LayerCrossAttention`: pre-norm attention over the encoder's states."""
-    normed_hidden_states = org.layer_norm(hidden_states)
-    attention_output, position_bias = org.EncDecAttention(
-        normed_hidden_states,
+    return _attention_layer(
+        org,
+        org.EncDecAttention,
+        hidden_states,
         mask=attention_mask,
         key_value_states=key_value_states,
         position_bias=position_bias,
     )
-    return hidden_states + org.dropout(attention_output), position_bias
 
 
 def _clamp_fp16(hidden_states: jax.Array) -> jax.Array:
@@ -221,19 +223,19 @@ def t5_stack_apply(
 ) -> dict[str, jax.Array]:
     """`T5Stack`, the encoder or (`is_decoder`) the causal decoder:
     `{"last_hidden_state": ...}`."""
-    reject_options("T5Stack", options)
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("T5Stack: pass exactly one of input_ids or inputs_embeds")
+    check_model_inputs("T5Stack", options, input_ids, inputs_embeds)
     if inputs_embeds is None:
         inputs_embeds = org.embed_tokens(jnp.asarray(input_ids))
     mask: jax.Array | None
     if org.is_decoder:
         mask = causal_mask(inputs_embeds, attention_mask)
     else:
-        mask = padding_mask(inputs_embeds, attention_mask)
+        mask = bidirectional_mask(attention_mask, inputs_embeds.dtype)
     encoder_extended_attention_mask = None
     if org.is_decoder and encoder_hidden_states is not None:
-        encoder_extended_attention_mask = padding_mask(inputs_embeds, encoder_attention_mask)
+        encoder_extended_attention_mask = bidirectional_mask(
+            encoder_attention_mask, inputs_embeds.dtype
+        )
     position_bias = None
     encoder_decoder_position_bias = None
     hidden_states = org.dropout(inputs_embeds)
@@ -263,16 +265,20 @@ def _encoder_state(encoder_outputs: Any) -> jax.Array:
 
 def _encode_decode(
     org: StateOrganizer,
-    input_ids: Any,
-    attention_mask: Any,
-    decoder_input_ids: Any,
-    decoder_attention_mask: Any,
-    encoder_outputs: Any,
-    inputs_embeds: Any,
-    decoder_inputs_embeds: Any,
+    who: str,
+    input_ids: Any = None,
+    *,
+    attention_mask: Any = None,
+    decoder_input_ids: Any = None,
+    decoder_attention_mask: Any = None,
+    encoder_outputs: Any = None,
+    inputs_embeds: jax.Array | None = None,
+    decoder_inputs_embeds: jax.Array | None = None,
+    **options: Any,
 ) -> tuple[jax.Array, jax.Array]:
-    """`(decoder last hidden state, encoder last hidden state)`, encoding unless given
-    `encoder_outputs`."""
+    """`(decoder last hidden state, encoder last hidden state)` of an encoder-decoder
+    `who`, encoding unless given `encoder_outputs`."""
+    reject_options(who, options)
     if encoder_outputs is None:
         encoder_outputs = org.encoder(
             input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds
@@ -290,30 +296,13 @@ def _encode_decode(
 
 @organized_apply
 def t5_model_apply(
-    org: StateOrganizer,
-    /,
-    input_ids: Any = None,
-    *,
-    attention_mask: Any = None,
-    decoder_input_ids: Any = None,
-    decoder_attention_mask: Any = None,
-    encoder_outputs: Any = None,
-    inputs_embeds: jax.Array | None = None,
-    decoder_inputs_embeds: jax.Array | None = None,
-    **options: Any,
+    org: StateOrganizer, /, input_ids: Any = None, **kwargs: Any
 ) -> dict[str, jax.Array]:
-    """`T5Model`: `{"last_hidden_state": ..., "encoder_last_hidden_state": ...}`."""
-    reject_options("T5Model", options)
-    decoded, encoded = _encode_decode(
-        org,
-        input_ids,
-        attention_mask,
-        decoder_input_ids,
-        decoder_attention_mask,
-        encoder_outputs,
-        inputs_embeds,
-        decoder_inputs_embeds,
-    )
+    """`T5Model`: `{"last_hidden_state": ..., "encoder_last_hidden_state": ...}`; the
+    keyword arguments are `attention_mask`, `decoder_input_ids`,
+    `decoder_attention_mask`, `encoder_outputs`, `inputs_embeds` and
+    `decoder_inputs_embeds`."""
+    decoded, encoded = _encode_decode(org, "T5Model", input_ids, **kwargs)
     return {"last_hidden_state": decoded, "encoder_last_hidden_state": encoded}
 
 
@@ -337,38 +326,32 @@ def t5_for_conditional_generation_apply(
     /,
     input_ids: Any = None,
     *,
-    attention_mask: Any = None,
     decoder_input_ids: Any = None,
-    decoder_attention_mask: Any = None,
-    encoder_outputs: Any = None,
-    inputs_embeds: jax.Array | None = None,
     decoder_inputs_embeds: jax.Array | None = None,
     labels: Any = None,
-    **options: Any,
+    **kwargs: Any,
 ) -> dict[str, jax.Array]:
     """`T5ForConditionalGeneration`: `{"logits": ..., "encoder_last_hidden_state": ...}`,
-    and `"loss"` with `labels` (which also give `decoder_input_ids`, shifted right).
-    The decoder output is scaled by `d_model ** -0.5` when `config.scale_decoder_outputs`
-    (T5's tied-embedding rescaling)."""
-    reject_options("T5ForConditionalGeneration", options)
+    and `"loss"` with `labels` (which also give `decoder_input_ids`, shifted right);
+    other keyword arguments as `T5Model`'s. The decoder output is scaled by
+    `d_model ** -0.5` when `config.scale_decoder_outputs` (T5's tied-embedding
+    rescaling)."""
     if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
         decoder_input_ids = shift_right(org, labels)
     sequence_output, encoded = _encode_decode(
         org,
+        "T5ForConditionalGeneration",
         input_ids,
-        attention_mask,
-        decoder_input_ids,
-        decoder_attention_mask,
-        encoder_outputs,
-        inputs_embeds,
-        decoder_inputs_embeds,
+        decoder_input_ids=decoder_input_ids,
+        decoder_inputs_embeds=decoder_inputs_embeds,
+        **kwargs,
     )
     if org.scale_decoder_outputs:
         sequence_output = sequence_output * (org.model_dim**-0.5)
     lm_logits = org.lm_head(sequence_output)
     out = {"logits": lm_logits, "encoder_last_hidden_state": encoded}
     if labels is not None:
-        out["loss"] = lm_loss(lm_logits, labels)
+        out["loss"] = token_loss(lm_logits.astype(jnp.float32), labels)
     return out
 
 
@@ -401,24 +384,23 @@ def generation_config(module: Any) -> dict[str, AuxValue]:
     }
 
 
-def register_t5_like(module: str, prefix: str) -> None:
-    """Register T5's applies for the classes `{prefix}LayerNorm`, `{prefix}Attention`,
-    ... of `transformers.models.{module}.modeling_{module}`."""
-    path = f"transformers.models.{module}.modeling_{module}.{prefix}"
-    register_apply(path + "LayerNorm", t5_layer_norm_apply)
-    register_apply(path + "DenseActDense", t5_dense_act_dense_apply)
-    register_apply(path + "DenseGatedActDense", t5_dense_gated_act_dense_apply)
-    register_apply(path + "LayerFF", t5_layer_ff_apply)
-    register_apply(path + "Attention", t5_attention_apply, rng=True)
-    register_apply(path + "LayerSelfAttention", t5_layer_self_attention_apply)
-    register_apply(path + "LayerCrossAttention", t5_layer_cross_attention_apply)
-    register_apply(path + "Block", t5_block_apply)
-    register_apply(path + "Stack", t5_stack_apply)
-    register_apply(path + "Model", t5_model_apply)
-    conditional_generation = t5_for_conditional_generation_apply
-    register_apply(path + "ForConditionalGeneration", conditional_generation, aux=generation_config)
-    register_apply(path + "EncoderModel", t5_encoder_model_apply)
-
-
-register_t5_like("t5", "T5")
-register_t5_like("mt5", "MT5")
+register_family(
+    {
+        "LayerNorm": t5_layer_norm_apply,
+        "DenseActDense": t5_dense_act_dense_apply,
+        "DenseGatedActDense": t5_dense_gated_act_dense_apply,
+        "LayerFF": t5_layer_ff_apply,
+        "Attention": t5_attention_apply,
+        "LayerSelfAttention": t5_layer_self_attention_apply,
+        "LayerCrossAttention": t5_layer_cross_attention_apply,
+        "Block": t5_block_apply,
+        "Stack": t5_stack_apply,
+        "Model": t5_model_apply,
+        "ForConditionalGeneration": t5_for_conditional_generation_apply,
+        "EncoderModel": t5_encoder_model_apply,
+    },
+    "t5.modeling_t5.T5",
+    "mt5.modeling_mt5.MT5",
+    rng={"Attention"},
+    aux={"ForConditionalGeneration": generation_config},
+)

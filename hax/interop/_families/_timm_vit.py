@@ -1,8 +1,7 @@
 """timm's `VisionTransformer` (`vit_*`, `deit_*`, `deit3_*`, register-token and
 average-pooled variants) and `VisionTransformerDistilled` (`deit_*_distilled_*`), with
-the layers they are made of: `PatchEmbed`, `Block`, `Attention`, `Mlp`, `LayerScale`,
-`DropPath` (drawn from its own key in train mode) and timm's `LayerNorm`, which is
-`torch.nn.LayerNorm`'s math with its own forward."""
+the layers they are made of: `PatchEmbed`, `Block`, `Attention` and `LayerScale`
+(`Mlp`, `DropPath` and timm's norms are in `_timm_layers` and `_timm_blocks`)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -12,10 +11,10 @@ import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
 from ..._types import AuxValue
-from ...nn._dropout import read_train_mode
-from ...nn._norm import _convert_layer_norm
-from .._library import register_apply, register_converter
-from ._common import attention_weights, drop_path, merge_heads
+from ._attention import attention
+from ._elementwise import scaled_by
+from ._randomness import training
+from ._registry import register_all
 
 
 @organized_apply
@@ -78,36 +77,13 @@ def attention_apply(
     qkv = org.qkv(x).reshape(b, n, 3, org.num_heads, org.head_dim).transpose(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]
     q, k = org.q_norm(q), org.k_norm(k)
-    attn = attention_weights(
-        q, k, org.scale, _self_attention_bias(n, attn_mask, is_causal, q.dtype)
-    )
-    attn = org.attn_drop(attn)
-    x = org.norm(merge_heads(attn @ v))
+    bias = _self_attention_bias(n, attn_mask, is_causal, q.dtype)
+    x, _ = attention(q, k, v, org.scale, bias, dropout=org.attn_drop)
+    x = org.norm(x)
     if gate is not None:
         x = x * gate
     out: jax.Array = org.proj_drop(org.proj(x))
     return out
-
-
-@organized_apply
-def mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
-    """`Mlp`: fc1, activation, dropout, norm, fc2, dropout."""
-    x = org.drop1(org.act(org.fc1(x)))
-    out: jax.Array = org.drop2(org.fc2(org.norm(x)))
-    return out
-
-
-@organized_apply
-def layer_scale_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
-    """`LayerScale`: `x * gamma` per channel."""
-    gamma: jax.Array = org.gamma
-    return x * gamma
-
-
-@organized_apply
-def drop_path_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
-    """`DropPath`: stochastic depth per sample, with the node's key in train mode."""
-    return drop_path(org, x, org.drop_prob, org.scale_by_keep, "DropPath")
 
 
 @organized_apply
@@ -202,18 +178,20 @@ def vision_transformer_distilled_apply(
     x = _features(org, x, [org.cls_token, org.dist_token], attn_mask, is_causal)
     x, x_dist = org.head_drop(x[:, 0]), org.head_drop(x[:, 1])
     x, x_dist = org.head(x), org.head_dist(x_dist)
-    if org.distilled_training and read_train_mode(org.global_config, "VisionTransformerDistilled"):
+    if org.distilled_training and training(org, "VisionTransformerDistilled"):
         return x, x_dist
     return (x + x_dist) / 2
 
 
-register_apply("timm.layers.patch_embed.PatchEmbed", patch_embed_apply, aux=_output_fmt)
-register_apply("timm.layers.attention.Attention", attention_apply)
-register_apply("timm.layers.mlp.Mlp", mlp_apply)
-register_apply("timm.layers.layer_scale.LayerScale", layer_scale_apply)
-register_apply("timm.layers.drop.DropPath", drop_path_apply, rng=True)
-register_apply("timm.models.vision_transformer.Block", block_apply)
-register_apply("timm.models.vision_transformer.VisionTransformer", vision_transformer_apply)
-register_apply("timm.models.deit.VisionTransformerDistilled", vision_transformer_distilled_apply)
-register_converter("timm.layers.norm.LayerNorm", _convert_layer_norm)
-register_converter("timm.layers.norm.LayerNormFp32", _convert_layer_norm)
+register_all(
+    "timm.",
+    {
+        "layers.patch_embed.PatchEmbed": patch_embed_apply,
+        "layers.attention.Attention": attention_apply,
+        "layers.layer_scale.LayerScale": scaled_by("gamma"),
+        "models.vision_transformer.Block": block_apply,
+        "models.vision_transformer.VisionTransformer": vision_transformer_apply,
+        "models.deit.VisionTransformerDistilled": vision_transformer_distilled_apply,
+    },
+    aux={"layers.patch_embed.PatchEmbed": _output_fmt},
+)

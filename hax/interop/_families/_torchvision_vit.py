@@ -7,9 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from .._library import register_apply
-
-_PATH = "torchvision.models.vision_transformer."
+from ._registry import register_all
 
 
 @organized_apply
@@ -53,6 +51,11 @@ def vision_transformer_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
     return out
 
 
-register_apply(_PATH + "EncoderBlock", encoder_block_apply)
-register_apply(_PATH + "Encoder", encoder_apply)
-register_apply(_PATH + "VisionTransformer", vision_transformer_apply)
+register_all(
+    "torchvision.models.vision_transformer.",
+    {
+        "EncoderBlock": encoder_block_apply,
+        "Encoder": encoder_apply,
+        "VisionTransformer": vision_transformer_apply,
+    },
+)
