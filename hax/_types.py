@@ -18,7 +18,38 @@ PyTree: TypeAlias = Any
 
 AuxValue: TypeAlias = bool | int | float | str | tuple["AuxValue", ...] | None
 """A static, hashable, JSON-like value stored in a node's `aux`. At runtime (beartype)
-the hint is `hax.schema`'s rule, `is_aux_value`: exact types, any depth."""
+the hint is `is_aux_value`, the rule `hax.validate` applies: exact types, any depth."""
+
+_NoneType = type(None)
+
+
+def _is_aux_scalar(kind: type) -> bool:
+    # `is`, not `in`: a metaclass's `__eq__`/`__hash__` never runs.
+    return kind is bool or kind is int or kind is float or kind is str or kind is _NoneType
+
+
+def is_aux_value(value: Any) -> bool:
+    """Whether `value` is an `AuxValue`: a bool, int, float, str, None or a (nested)
+    tuple of them, by exact type: no 0-d arrays or NumPy scalars (they hash poorly).
+    Any depth. The one rule for aux values: the schema, the pre-check and the runtime
+    form of `AuxValue` all call it."""
+    kind = type(value)
+    if _is_aux_scalar(kind):
+        return True
+    if kind is not tuple:
+        return False
+    stack, seen = [value], {id(value)}
+    while stack:
+        for item in stack.pop():
+            kind = type(item)
+            if kind is tuple:
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    stack.append(item)
+            elif not _is_aux_scalar(kind):
+                return False
+    return True
+
 
 GlobalConfig: TypeAlias = dict[str, Any]
 """A JSON object shared by a whole model, e.g. `{"train_mode": True}`.
@@ -112,12 +143,6 @@ def is_node(x: object) -> bool:
     return all(callable(v) if k == "apply" else isinstance(v, dict) for k, v in x.items())
 
 
-def _is_aux_value(value: object) -> bool:
-    from .schema._values import is_aux_value  # the one rule; that module imports this one
-
-    return is_aux_value(value)
-
-
 def _is_array_tree(value: object) -> bool:
     from .schema._values import array_tree_problem  # as above
 
@@ -129,7 +154,7 @@ if not TYPE_CHECKING:
     # TypedDict as any Mapping and cannot follow the recursive alias, so each is checked
     # by the rule HAX applies.
     StructureTree = Annotated[StructureTree, Is[is_node]]
-    AuxValue = Annotated[object, Is[_is_aux_value]]
+    AuxValue = Annotated[object, Is[is_aux_value]]
     ArrayTree = Annotated[object, Is[_is_array_tree]]
 
 Module: TypeAlias = tuple[StructureTree, GlobalConfig]

@@ -21,8 +21,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
+from .._types import is_aux_value
 from ._errors import describe
-from ._values import apply_problem, array_tree_problem, is_aux_value
+from ._values import apply_problem, array_tree_problem
 
 
 def _check_array_tree(value: Any) -> Any:
