@@ -114,8 +114,8 @@ class BoundApply:
         global_config: GlobalConfig,
         slots: list[tuple[LeafAddress, str]],
     ) -> None:
-        self.skeleton = skeleton
-        self.global_config = global_config
+        self.skeleton: StructureTree = skeleton
+        self.global_config: GlobalConfig = global_config
         self._slots = slots
         self._debug = DEBUG.enabled
         self._key: Any = None

@@ -46,8 +46,8 @@ class ConversionError(ValueError):
     def __init__(
         self, message: str, unknown: list[tuple[str, type]], failed: list[tuple[str, str]]
     ) -> None:
-        self.unknown = list(unknown)
-        self.failed = list(failed)
+        self.unknown: list[tuple[str, type]] = list(unknown)
+        self.failed: list[tuple[str, str]] = list(failed)
         super().__init__(message)
 
 

@@ -89,7 +89,7 @@ class StateDictMismatchError(ValueError):
     """
 
     def __init__(self, mismatches: list[Mismatch]) -> None:
-        self.mismatches = list(mismatches)
+        self.mismatches: list[Mismatch] = list(mismatches)
         n = len(self.mismatches)
         head = (
             f"{n} mismatch{'es' if n != 1 else ''} between the torch state_dict and the HAX tree:"

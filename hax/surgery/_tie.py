@@ -47,8 +47,8 @@ class Tied:
     __slots__ = ("__weakref__", "inner", "ties")
 
     def __init__(self, inner: ApplyFn, ties: tuple[Tie, ...]) -> None:
-        self.inner = inner
-        self.ties = ties
+        self.inner: ApplyFn = inner
+        self.ties: tuple[Tie, ...] = ties
 
     def __call__(
         self, tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
