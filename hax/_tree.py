@@ -234,6 +234,12 @@ def _check_kinds(
     keys: Iterable[str], what: str, allowed: tuple[str, ...] = _LEAF_KINDS
 ) -> tuple[str, ...]:
     keys = tuple(keys)
+    for k in keys:
+        if not isinstance(k, str):
+            raise TypeError(
+                f"{what}: a kind is a str such as {allowed[0]!r}; found the "
+                f"{type(k).__name__} {k!r}"
+            )
     bad = [k for k in keys if k not in allowed]
     if bad:
         kept = " ('submodules' is always kept, it carries the structure)" * ("apply" in allowed)
@@ -247,6 +253,12 @@ def filter_keys(tree: Mapping[str, Any], *keys: Kind) -> dict[str, Any]:
     **Example:** `hax.filter_keys(tree, "params")` is the trainable part of a model, a
     pytree of arrays that `jax.grad` can differentiate.
     """
+    for k in keys:
+        if isinstance(k, list | tuple):
+            raise TypeError(
+                f"filter_keys: pass each kind as its own argument, such as "
+                f"filter_keys(tree, 'params', 'aux'); found the {type(k).__name__} {k!r}"
+            )
     kinds = _check_kinds(keys, "filter_keys")
     return dict(structure_tree_map(lambda n, path: {k: n[k] for k in kinds if k in n}, tree))
 
@@ -264,9 +276,14 @@ def split_tree(
     params, buffers, rest = hax.split_tree(tree, ["params", "buffers"])
     ```
     """
-    if isinstance(key_sets, str):
+    if isinstance(key_sets, str) or not isinstance(key_sets, Iterable):
         key_sets = [key_sets]
-    sets = [_check_kinds((ks,) if isinstance(ks, str) else ks, "split_tree") for ks in key_sets]
+    sets = [
+        _check_kinds(
+            (ks,) if isinstance(ks, str) or not isinstance(ks, Iterable) else ks, "split_tree"
+        )
+        for ks in key_sets
+    ]
     seen: set[str] = set()
     for ks in sets:
         overlap = seen.intersection(ks)
