@@ -10,7 +10,7 @@ while reading one into a problem, so no value can crash validation.
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import numpy as np
@@ -43,9 +43,12 @@ def is_array(value: Any) -> bool:
     return False
 
 
-Link = tuple["Link", str] | None
-"""A path as a chain of `(parent, name)` links, shared by all paths below it; `None`
-is the top. Turned into a string only when a problem is reported."""
+if TYPE_CHECKING:
+    Link: TypeAlias = tuple["Link", str] | None
+    """A path as a chain of `(parent, name)` links, shared by all paths below it;
+    `None` is the top. Turned into a string only when a problem is reported."""
+else:  # beartype cannot follow a recursive alias: at runtime the parent is not checked
+    Link = tuple[object, str] | None
 
 
 def link_str(link: Link, sep: str = "/") -> str:
