@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import AuxValue
+from ..._types import AuxValue, InputArray
 from ...nn.functional import apply_rotary_embedding
 from ._attention import attention, split_heads
 from ._hf_common import (
@@ -28,19 +28,20 @@ from ._randomness import dropout
 
 
 @organized_apply
-def llama_rms_norm_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def llama_rms_norm_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`LlamaRMSNorm`: `weight * x / sqrt(mean(x^2) + eps)`, computed in float32."""
-    input_dtype = hidden_states.dtype
-    hidden_states = hidden_states.astype(jnp.float32)
-    variance = jnp.mean(jnp.square(hidden_states), axis=-1, keepdims=True)
-    hidden_states = hidden_states * jax.lax.rsqrt(variance + org.variance_epsilon)
-    hidden_states = org.weight * hidden_states.astype(input_dtype)
-    return hidden_states
+    h: jax.Array = jnp.asarray(hidden_states)
+    input_dtype = h.dtype
+    h = h.astype(jnp.float32)
+    variance = jnp.mean(jnp.square(h), axis=-1, keepdims=True)
+    h = h * jax.lax.rsqrt(variance + org.variance_epsilon)
+    h = org.weight * h.astype(input_dtype)
+    return h
 
 
 @organized_apply
 def rotary_embedding_apply(
-    org: StateOrganizer, x: jax.Array, position_ids: Any
+    org: StateOrganizer, x: InputArray, position_ids: Any
 ) -> tuple[jax.Array, jax.Array]:
     """`LlamaRotaryEmbedding`: `(cos, sin)` of `position * inv_freq`, each frequency twice."""
     if "dynamic" in org.rope_type or org.rope_type == "longrope":
@@ -65,12 +66,13 @@ def repeat_kv(x: jax.Array, n_rep: int) -> jax.Array:
 @organized_apply
 def llama_attention_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
+    hidden_states: InputArray,
     position_embeddings: tuple[jax.Array, jax.Array],
-    attention_mask: jax.Array | None = None,
+    attention_mask: InputArray | None = None,
 ) -> jax.Array:
     """`LlamaAttention`: rotary queries and keys, grouped-query eager attention with
     `attention_dropout` drawn from the node's key in train mode."""
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     query, key, value = (
         split_heads(f(hidden_states), org.head_dim) for f in (org.q_proj, org.k_proj, org.v_proj)
     )
@@ -87,8 +89,8 @@ def llama_attention_apply(
 @organized_apply
 def llama_decoder_layer_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
-    attention_mask: jax.Array | None = None,
+    hidden_states: InputArray,
+    attention_mask: InputArray | None = None,
     position_embeddings: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """`LlamaDecoderLayer`: pre-norm attention and MLP, each with a residual."""
@@ -111,12 +113,13 @@ def llama_model_apply(
     *,
     attention_mask: Any = None,
     position_ids: Any = None,
-    inputs_embeds: jax.Array | None = None,
+    inputs_embeds: InputArray | None = None,
     use_cache: bool | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`LlamaModel`: `{"last_hidden_state": ...}`. Each layer gets the causal mask of its
     kind (`aux["layer_types"]`: full or sliding-window attention)."""
+    inputs_embeds = None if inputs_embeds is None else jnp.asarray(inputs_embeds)
     check_model_inputs("decoder model", options, input_ids, inputs_embeds)
     if inputs_embeds is None:
         inputs_embeds = org.embed_tokens(jnp.asarray(input_ids))
