@@ -94,6 +94,10 @@ def _has_array_annotations(fn: Callable[..., Any]) -> bool:
 # and each must run as itself. Weak: a closure is not kept alive by the cache.
 _CHECKED: dict[int, tuple["weakref.ref[Any]", Callable[..., Any]]] = {}
 
+TYPECHECKER = beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))
+"""How debug mode checks an annotated apply: beartype reading hints as type checkers
+do, where `float` admits an `int` (and `complex` both), as PEP 484 says."""
+
 
 def _forget(cache: dict[int, Any], key: int, _: Any) -> None:
     """Drop a dead function's entry (bound to the dict: safe while the interpreter exits)."""
@@ -114,7 +118,7 @@ def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     checked = fn
     if _has_array_annotations(fn):
         try:
-            checked = jaxtyping.jaxtyped(typechecker=beartype.beartype)(fn)
+            checked = jaxtyping.jaxtyped(typechecker=TYPECHECKER)(fn)
         except beartype.roar.BeartypeDecorHintException as err:
             name = getattr(fn, "__qualname__", type(fn).__name__)
             reason = str(err).splitlines()[0]

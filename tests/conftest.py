@@ -12,10 +12,16 @@ TF32, which is ~1e-3 off PyTorch's CPU results that the parity tests compare to
 import os
 from typing import Any
 
-if os.environ.get("HAX_TYPECHECK"):  # CI's second run: every hax function checked at runtime
+# `HAX_TYPECHECK=1`: every function of `hax` checked against its annotations at each call
+# (jaxtyping's import hook with beartype, reading `float` as admitting an `int` as type
+# checkers and debug mode do). Tests marked `wrong_types`, which pass wrong types on
+# purpose to test HAX's own messages, are deselected in that run.
+if os.environ.get("HAX_TYPECHECK"):
     import jaxtyping
 
-    jaxtyping.install_import_hook("hax", "beartype.beartype")
+    jaxtyping.install_import_hook(
+        "hax", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))"
+    )
 
 import jax
 import numpy as np

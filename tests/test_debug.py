@@ -628,6 +628,7 @@ def test_jaxtyping_dims_shared_across_arguments():
             hax.apply_tree(tree, {}, x.astype(jnp.int32), jnp.ones(3))
 
 
+@pytest.mark.wrong_types
 def test_linear_annotations_checked_in_debug_mode():
     tree, config = nn.Linear(3, 4, rng=0)
     x = jnp.ones((2, 3), jnp.int32)

@@ -35,6 +35,7 @@ def test_loss_scale_stops_growing_at_max_scale_and_steps_keep_applying():
         hax.optim.dynamic_loss_scale(optax.sgd(0.1), factor=1.0)
 
 
+@pytest.mark.wrong_types
 def test_running_something_that_is_not_a_tree_names_the_mistake():
     tree, config = nn.Linear(2, 3, rng=0)
     with pytest.raises(TypeError, match="look swapped: the order is \\(tree, config\\)"):
@@ -50,6 +51,7 @@ def test_running_something_that_is_not_a_tree_names_the_mistake():
         hax.merge_configs({}, None)
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("rng", [0.5, "0", True, np.ones(3, np.float32), [0, 1]])
 def test_bad_seeds_are_type_errors(rng):
     with pytest.raises(TypeError, match="a PRNG key or an int seed was expected"):

@@ -184,6 +184,7 @@ def test_unflatten_invalid_sizes_raise_like_torch(args, shape, match):
         hax.apply_tree(*Unflatten(*args), jnp.ones(shape))
 
 
+@pytest.mark.wrong_types
 def test_unflatten_constructor_errors():
     with pytest.raises(TypeError, match="unflattened_size must be a tuple or list of ints"):
         Unflatten(1, 6)
@@ -489,6 +490,7 @@ def test_embedding_out_of_range_indices_give_nan():
     )
 
 
+@pytest.mark.wrong_types
 def test_embedding_rejects_float_indices():
     tree, config = Embedding(8, 4, rng=0)
     with hax.debug(False), pytest.raises(TypeError, match="integers"):

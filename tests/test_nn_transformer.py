@@ -495,10 +495,11 @@ def test_under_debug():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (
+        pytest.param(
             lambda: TransformerEncoderLayer(D, NHEAD, activation=jax.nn.relu, rng=0),
             TypeError,
             "aux",
+            marks=pytest.mark.wrong_types,
         ),
         (lambda: TransformerEncoderLayer(D, NHEAD, activation="tanh", rng=0), ValueError, "relu"),
         (lambda: TransformerEncoderLayer(D, 3, rng=0), ValueError, "divisible"),
