@@ -460,6 +460,22 @@ def test_debug_mode_runs_applies_with_hints_beartype_cannot_check():
     np.testing.assert_array_equal(y, [2.0, 2.0])
 
 
+def scaled_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: jax.Array, scale: float
+) -> tuple[StructureTree, jax.Array]:
+    return tree, x * scale
+
+
+def test_debug_mode_reads_hints_as_type_checkers_do():
+    """`float` admits an `int` (PEP 484), as mypy reads it; a str is still refused."""
+    tree = hax.empty_tree(scaled_apply)
+    with hax.debug():
+        _, y = hax.apply_tree(tree, {}, jnp.ones(2), 3)
+        with pytest.raises(jaxtyping.TypeCheckError, match="scale"):
+            hax.apply_tree(tree, {}, jnp.ones(2), "3")
+    np.testing.assert_array_equal(y, [3.0, 3.0])
+
+
 def child_apply(tree, global_config, x, bad=False):
     w = tree["params"]["w"]
     return {**tree, "params": {"w": w[:1] if bad else w + 1}}, x
