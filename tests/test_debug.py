@@ -59,6 +59,7 @@ def assert_names_bias(err, path="1"):
 # ---------------------------------------------------------------- the hot path is clean
 
 
+@pytest.mark.debug_off
 def test_hot_path_does_not_validate():
     tree, config = broken_bias_model()
     x = jnp.arange(6.0).reshape(2, 3)
@@ -80,6 +81,7 @@ def test_hot_path_does_not_validate():
     np.testing.assert_allclose(y, expected, rtol=1e-6)
 
 
+@pytest.mark.debug_off
 def test_debug_mode_rejects_the_same_calls():
     tree, config = broken_bias_model(seed=1)
     x = jnp.ones((2, 3))
@@ -114,6 +116,7 @@ def test_debug_mode_checks_a_jax_jit_built_inside_the_block():
     assert_names_bias(info.value)
 
 
+@pytest.mark.debug_off
 def test_debug_mode_checks_a_fresh_jax_jit_after_an_unchecked_trace():
     tree, _ = broken_bias_model(seed=3)
     config = {"test": "fresh_jax_jit_after_an_unchecked_trace"}
@@ -211,6 +214,7 @@ def train_step(tree, config, x, y):
     return hax.merge_trees(params, rest), loss
 
 
+@pytest.mark.debug_off
 def test_jitted_paths_never_validate(validation_calls):
     with hax.rng_context(0):
         tree, config = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.1), nn.Linear(8, 1))
@@ -253,6 +257,7 @@ def test_jitted_paths_never_validate(validation_calls):
     assert validation_calls == []
 
 
+@pytest.mark.debug_off
 def test_apply_tree_off_calls_apply_directly():
     seen = []
 
@@ -331,6 +336,7 @@ def misbehaving_model(apply):
         return nn.Sequential(nn.Linear(3, 3), child)
 
 
+@pytest.mark.debug_off
 @pytest.mark.parametrize(
     ("apply", "key"),
     [
@@ -528,6 +534,7 @@ def test_debug_accepts_an_unhashable_apply():
 # ---------------------------------------------------------------- switching debug mode
 
 
+@pytest.mark.debug_off
 def test_debug_context_restores_the_previous_state():
     assert not hax.debug_enabled()
     with hax.debug():
@@ -541,6 +548,7 @@ def test_debug_context_restores_the_previous_state():
     assert not hax.debug_enabled()
 
 
+@pytest.mark.debug_off
 def test_debug_context_restores_after_an_exception():
     with pytest.raises(RuntimeError), hax.debug():
         raise RuntimeError("boom")
@@ -611,6 +619,7 @@ def typed_two_args(
     return tree, x + y
 
 
+@pytest.mark.debug_off
 def test_jaxtyping_return_checked_in_debug_mode_only():
     tree = leaf_node(typed_bad_apply)
     x = jnp.ones((2, 3))
@@ -631,6 +640,7 @@ def test_jaxtyping_good_apply_passes():
     assert y_jit.shape == (4, 5)
 
 
+@pytest.mark.debug_off
 def test_jaxtyping_dims_shared_across_arguments():
     tree = leaf_node(typed_two_args)
     x = jnp.ones((2, 3))
@@ -644,6 +654,7 @@ def test_jaxtyping_dims_shared_across_arguments():
             hax.apply_tree(tree, {}, x.astype(jnp.int32), jnp.ones(3))
 
 
+@pytest.mark.debug_off
 @pytest.mark.wrong_types
 def test_linear_annotations_checked_in_debug_mode():
     tree, config = nn.Linear(3, 4, rng=0)
@@ -657,6 +668,7 @@ def test_linear_annotations_checked_in_debug_mode():
 # ---------------------------------------------------------------- hax.jit retraces
 
 
+@pytest.mark.debug_off
 def test_hax_jit_retraces_when_debug_mode_changes():
     traces = []
 
@@ -693,6 +705,7 @@ def test_debug_names_the_aux_entry_an_apply_changed_and_both_values():
     assert (problem.key, problem.found, problem.expected) == ("aux.k", "2", "1 as before apply")
 
 
+@pytest.mark.debug_off
 def test_an_error_inside_an_apply_names_the_innermost_node_in_debug_mode():
     with hax.rng_context(0):
         tree, config = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(7, 2)))

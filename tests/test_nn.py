@@ -311,6 +311,7 @@ def test_dropout_train_under_jit_matches_eager():
     )
 
 
+@pytest.mark.debug_off
 def test_dropout_missing_train_mode():
     tree, _ = hax.nn.Dropout(0.5, rng=0)
     with pytest.raises(KeyError, match="train_mode"):

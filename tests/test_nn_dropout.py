@@ -158,6 +158,7 @@ def test_channel_dropout_layers(make, apply, shape):
     np.testing.assert_array_equal(y_checked, outs[0])
 
 
+@pytest.mark.debug_off
 @pytest.mark.wrong_types
 @pytest.mark.parametrize(("make", "apply", "shape"), LAYERS)
 def test_channel_dropout_layers_check_the_shape_in_eval_too(make, apply, shape):

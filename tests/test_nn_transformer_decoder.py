@@ -474,6 +474,7 @@ def test_constructor_errors(make, error, match):
         make()
 
 
+@pytest.mark.debug_off
 @pytest.mark.wrong_types
 def test_apply_errors_name_the_shapes():
     tree, config = abstract_module(lambda: make_transformer())

@@ -15,8 +15,16 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SNIPPETS = ROOT / "tests" / "typing"
 MESSAGE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<text>.*)$")
 REVEALED = re.compile(r'^Revealed type is "(?P<type>.*)"$')
-# How mypy spells a structure tree: by name, or (where a TypeVar lost it) by its keys.
-TREE_HEADS = ("TypedDict(hax._types.StructureTree, {", "TypedDict({'apply': hax._types.ApplyFn")
+# How mypy spells a structure tree: by name, or (where a TypeVar lost the name) by its
+# five keys, in an order that depends on mypy's cache.
+TREE_HEADS = ("TypedDict(hax._types.StructureTree, {", "TypedDict({")
+TREE_KEYS = (
+    "'params': ",
+    "'buffers': ",
+    "'aux': ",
+    "'apply': hax._types.ApplyFn",
+    "'submodules': ",
+)
 
 
 def short_type(text: str) -> str:
@@ -28,22 +36,34 @@ def short_type(text: str) -> str:
             out.append(text[i])
             i += 1
             continue
-        depth, i = 0, i + len("TypedDict")
+        depth, end = 0, i + len("TypedDict")
         while True:  # to the parenthesis that closes this TypedDict(
-            depth += (text[i] in "([{") - (text[i] in ")]}")
-            i += 1
+            depth += (text[end] in "([{") - (text[end] in ")]}")
+            end += 1
             if depth == 0:
                 break
-        out.append("StructureTree")
+        whole = short_type(text[i + len("TypedDict(") : end - 1])  # its inner trees first
+        named = text.startswith(TREE_HEADS[0], i)
+        if named or (whole.count(": ") == len(TREE_KEYS) and all(k in whole for k in TREE_KEYS)):
+            out.append("StructureTree")
+        else:
+            out.append(f"TypedDict({whole})")
+        i = end
     return "".join(out).replace("jax._src.basearray.Array", "jax.Array")
 
 
 def test_short_type_names_whole_trees_only():
     tree = "TypedDict(hax._types.StructureTree, {'params': dict[str, jax._src.basearray.Array]})"
-    anonymous = "TypedDict({'apply': hax._types.ApplyFn, 'submodules': dict[str, " + tree + "]})"
+    anonymous = (
+        "TypedDict({'params': P, 'buffers': B, 'aux': A, 'apply': hax._types.ApplyFn, "
+        "'submodules': dict[str, " + tree + "]})"
+    )
     assert short_type(f"tuple[{tree}, dict[str, Any]]") == "tuple[StructureTree, dict[str, Any]]"
     assert short_type(f"def ({anonymous}) -> {tree}") == "def (StructureTree) -> StructureTree"
     assert short_type("TypedDict({'a': int})") == "TypedDict({'a': int})"
+    keys = "'submodules': dict[str, Any], 'apply': hax._types.ApplyFn, 'aux': A, 'buffers': B"
+    assert short_type("TypedDict({'params': P, " + keys + "})") == "StructureTree"
+    assert short_type("TypedDict({" + keys + "})") == "TypedDict({" + keys + "})"
 
 
 def _markers(path: pathlib.Path, tag: str) -> dict[int, str]:

@@ -16,3 +16,8 @@ state, cfg = hax.checkpoint.load("model.safetensors")
 def load_any(flag: bool) -> hax.StructureTree:
     result = hax.checkpoint.load("model.safetensors", like=tree, strict=flag)
     return result[0]
+
+
+def load_module(flag: bool) -> hax.StructureTree:
+    result = hax.checkpoint.load("model.safetensors", like=module, strict=flag)
+    return result[0]
