@@ -23,7 +23,9 @@ from ._module import (
     unbind_module as unbind_module,
 )
 from ._organizer import (
+    Child as Child,
     StateOrganizer as StateOrganizer,
+    TypedOrganizer as TypedOrganizer,
     organized_apply as organized_apply,
     organized_init as organized_init,
 )
@@ -46,11 +48,14 @@ from ._tree import (
 )
 from ._types import (
     ApplyFn as ApplyFn,
+    ArrayTree as ArrayTree,
     AuxValue as AuxValue,
     GlobalConfig as GlobalConfig,
+    Kind as Kind,
     Module as Module,
     Path as Path,
     PyTree as PyTree,
+    StateKind as StateKind,
     StructureTree as StructureTree,
 )
 from ._validate import validate as validate

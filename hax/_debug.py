@@ -13,11 +13,13 @@ import functools
 import os
 import threading
 import typing
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import beartype
+import beartype.roar
 import jax
 import jaxtyping
 
@@ -92,6 +94,10 @@ def _has_array_annotations(fn: Callable[..., Any]) -> bool:
 # and each must run as itself. Weak: a closure is not kept alive by the cache.
 _CHECKED: dict[int, tuple["weakref.ref[Any]", Callable[..., Any]]] = {}
 
+TYPECHECKER = beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))
+"""How debug mode checks an annotated apply: beartype reading hints as type checkers
+do, where `float` admits an `int` (and `complex` both), as PEP 484 says."""
+
 
 def _forget(cache: dict[int, Any], key: int, _: Any) -> None:
     """Drop a dead function's entry (bound to the dict: safe while the interpreter exits)."""
@@ -101,15 +107,27 @@ def _forget(cache: dict[int, Any], key: int, _: Any) -> None:
 def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` under jaxtyping + beartype if it carries annotations, else `fn`.
 
-    Cached per function object; callables that cannot be weakly referenced are
-    wrapped anew each time.
+    An annotation beartype cannot check (it refuses some hints that type checkers
+    accept) leaves `fn` unchecked, with a warning that names it: the tree checks
+    still run. Cached per function object; callables that cannot be weakly referenced
+    are wrapped anew each time.
     """
     found = _CHECKED.get(id(fn))
     if found is not None and found[0]() is fn:
         return found[1]
     checked = fn
     if _has_array_annotations(fn):
-        checked = jaxtyping.jaxtyped(typechecker=beartype.beartype)(fn)
+        try:
+            checked = jaxtyping.jaxtyped(typechecker=TYPECHECKER)(fn)
+        except beartype.roar.BeartypeDecorHintException as err:
+            name = getattr(fn, "__qualname__", type(fn).__name__)
+            reason = str(err).splitlines()[0]
+            warnings.warn(
+                f"hax debug mode: the annotations of {name} cannot be checked at runtime, "
+                f"so it runs without that check ({reason})",
+                UserWarning,
+                stacklevel=2,
+            )
     key = id(fn)
     try:
         ref = weakref.ref(fn, functools.partial(_forget, _CHECKED, key))

@@ -6,9 +6,7 @@ from ._debug import STATE as DEBUG, checked_apply
 from ._leaves import LeafAddress, claim, node_entries
 from ._static import StaticKey, static_key
 from ._tree import fill_tree, is_structure_tree, named_nodes, structure_tree_map
-from ._types import KINDS, GlobalConfig, Module, StructureTree
-
-_KIND_SET = frozenset(KINDS)
+from ._types import KIND_SET, GlobalConfig, Module, StructureTree
 
 
 def apply_tree(
@@ -68,7 +66,7 @@ def as_module(value: Any, *, partial: bool = False) -> Module | None:
         value, config = value
     if not isinstance(value, dict):
         return None
-    kinds_only = bool(value) and value.keys() <= _KIND_SET
+    kinds_only = bool(value) and value.keys() <= KIND_SET
     if "apply" not in value and not (partial and kinds_only):
         return None
     # A node with keys that are not kinds is kept as it is, for `validate` to report.
@@ -116,8 +114,8 @@ class BoundApply:
         global_config: GlobalConfig,
         slots: list[tuple[LeafAddress, str]],
     ) -> None:
-        self.skeleton = skeleton
-        self.global_config = global_config
+        self.skeleton: StructureTree = skeleton
+        self.global_config: GlobalConfig = global_config
         self._slots = slots
         self._debug = DEBUG.enabled
         self._key: Any = None
@@ -141,7 +139,7 @@ class BoundApply:
             arrays = by_node.get(path, {"params": {}, "buffers": {}})
             return {**node, "params": arrays["params"], "buffers": arrays["buffers"]}
 
-        return cast(StructureTree, structure_tree_map(fill, self.skeleton))
+        return structure_tree_map(fill, self.skeleton)
 
     def __call__(
         self, state: dict[str, Any], /, *args: Any, **kwargs: Any

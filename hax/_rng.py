@@ -7,16 +7,22 @@ lives in `buffers`), so jitted code stays pure.
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from typing import Any, TypeAlias
 
 import jax
 import numpy as np
+import numpy.typing as npt
+
+RngLike: TypeAlias = jax.Array | int | np.integer[Any] | npt.NDArray[np.integer[Any]]
+"""What `rng=` takes: a typed PRNG key or a legacy `uint32[2]` key, or an int seed
+(Python, NumPy, or a 0-d integer array)."""
 
 _CONTEXT: contextvars.ContextVar[list[jax.Array] | None] = contextvars.ContextVar(
     "hax_rng_context", default=None
 )
 
 
-def as_key(key: jax.Array | int) -> jax.Array:
+def as_key(key: RngLike) -> jax.Array:
     """A typed PRNG key from an int seed (a Python, NumPy or 0-d array integer), a typed
     key or a legacy `uint32[2]` key."""
     if isinstance(key, bool) or not isinstance(key, int | jax.Array | np.ndarray | np.generic):
@@ -26,7 +32,7 @@ def as_key(key: jax.Array | int) -> jax.Array:
         )
     if isinstance(key, int):
         return jax.random.key(key)
-    if jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if isinstance(key, jax.Array) and jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     if key.ndim == 0 and jax.numpy.issubdtype(key.dtype, jax.numpy.integer):
         return jax.random.key(key)
@@ -35,12 +41,12 @@ def as_key(key: jax.Array | int) -> jax.Array:
             "a PRNG key or an int seed was expected (rng=0, rng=jax.random.key(0)), found an "
             f"array of shape {key.shape} and dtype {key.dtype}"
         )
-    wrapped: jax.Array = jax.random.wrap_key_data(key)
+    wrapped: jax.Array = jax.random.wrap_key_data(jax.numpy.asarray(key))
     return wrapped
 
 
 @contextlib.contextmanager
-def rng_context(key: jax.Array | int) -> Iterator[None]:
+def rng_context(key: RngLike) -> Iterator[None]:
     """Supply keys to every constructor called without `rng=` inside the block.
 
     Each constructor gets a fresh key split from `key`, so
@@ -75,6 +81,6 @@ def next_rng_key(who: str = "this constructor") -> jax.Array:
     return fresh
 
 
-def resolve_rng(rng: jax.Array | int | None, who: str) -> jax.Array:
+def resolve_rng(rng: RngLike | None, who: str) -> jax.Array:
     """`rng` as a typed key if given, else the next key of the current `rng_context`."""
     return next_rng_key(who) if rng is None else as_key(rng)

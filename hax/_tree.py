@@ -5,14 +5,14 @@ arrays (and unchanged subtrees, where documented) with their inputs.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeGuard, cast
+from typing import Any, TypeGuard, cast, overload
 
 import jax
 import numpy as np
 
 from ._leaves import kind_leaves
 from ._path import as_path, describe_path
-from ._types import KINDS, GlobalConfig, Path, StructureTree
+from ._types import KINDS, STATE_KINDS, ApplyFn, GlobalConfig, Kind, Path, StateKind, StructureTree
 
 _DICT_KINDS = ("params", "buffers", "aux")
 _LEAF_KINDS = ("params", "buffers", "aux", "apply")
@@ -28,7 +28,7 @@ def missing_apply(
     )
 
 
-def empty_tree(apply: Any = missing_apply) -> StructureTree:
+def empty_tree(apply: ApplyFn = missing_apply) -> StructureTree:
     """A node with no params, buffers, aux or submodules.
 
     **Arguments:**
@@ -139,16 +139,40 @@ def _union_names(nodes: Iterable[Mapping[str, Any] | None]) -> list[str]:
     return list(names)
 
 
+@overload
 def structure_tree_map(
-    fn: Callable[..., Any], tree: Mapping[str, Any], *rest: Mapping[str, Any]
-) -> Any:
+    fn: Callable[..., tuple[Mapping[str, Any], ...]],
+    tree: Mapping[str, Any],
+    *rest: Mapping[str, Any],
+) -> tuple[dict[str, Any], ...]: ...
+
+
+@overload
+def structure_tree_map(
+    fn: Callable[..., Mapping[str, Any]], tree: StructureTree, *rest: Mapping[str, Any]
+) -> StructureTree: ...
+
+
+@overload
+def structure_tree_map(
+    fn: Callable[..., Mapping[str, Any]], tree: Mapping[str, Any], *rest: Mapping[str, Any]
+) -> dict[str, Any]: ...
+
+
+def structure_tree_map(
+    fn: Callable[..., Mapping[str, Any] | tuple[Mapping[str, Any], ...]],
+    tree: Mapping[str, Any],
+    *rest: Mapping[str, Any],
+) -> StructureTree | dict[str, Any] | tuple[dict[str, Any], ...]:
     """Map `fn` over the nodes of one or more trees and rebuild the tree(s).
 
     `fn(*nodes, path=path)` receives, for each tree, the node at `path` without its
     `submodules` key (or `None` where that tree has no node at `path`), and returns
     one node, or a tuple of nodes to build several trees at once. The result has
     the union of the input trees' paths; each returned node gets the mapped children
-    as its `submodules`.
+    as its `submodules`. It is typed by the inputs: a `StructureTree` maps to a
+    `StructureTree` (`fn` keeps nodes whole), a partial tree to a `dict`, and a `fn`
+    that returns tuples to a tuple of partial trees.
 
     **Example:**
     ```python
@@ -192,7 +216,9 @@ def structure_tree_map(
                 )
         return {**_check_node(result, path), "submodules": children}
 
-    return _rebuild((tree, *rest), visit, children_of, join)
+    result: StructureTree | dict[str, Any] | tuple[dict[str, Any], ...]
+    result = _rebuild((tree, *rest), visit, children_of, join)
+    return result
 
 
 def _check_node(node: Any, path: tuple[str, ...]) -> dict[str, Any]:
@@ -204,32 +230,41 @@ def _check_node(node: Any, path: tuple[str, ...]) -> dict[str, Any]:
     return node
 
 
-def _check_kinds(keys: Iterable[str], what: str) -> tuple[str, ...]:
+def _check_kinds(
+    keys: Iterable[str], what: str, allowed: tuple[str, ...] = _LEAF_KINDS
+) -> tuple[str, ...]:
     keys = tuple(keys)
-    bad = [k for k in keys if k not in _LEAF_KINDS]
+    for k in keys:
+        if not isinstance(k, str):
+            raise TypeError(
+                f"{what}: a kind is a str such as {allowed[0]!r}; found the "
+                f"{type(k).__name__} {k!r}"
+            )
+    bad = [k for k in keys if k not in allowed]
     if bad:
-        raise ValueError(
-            f"{what}: unknown kinds {bad}; choose from {list(_LEAF_KINDS)} "
-            "('submodules' is always kept, it carries the structure)"
-        )
+        kept = " ('submodules' is always kept, it carries the structure)" * ("apply" in allowed)
+        raise ValueError(f"{what}: unknown kinds {bad}; choose from {list(allowed)}{kept}")
     return keys
 
 
-def filter_keys(tree: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+def filter_keys(tree: Mapping[str, Any], *keys: Kind) -> dict[str, Any]:
     """A partial tree keeping only the kinds `keys` at every node (plus `submodules`).
 
     **Example:** `hax.filter_keys(tree, "params")` is the trainable part of a model, a
     pytree of arrays that `jax.grad` can differentiate.
     """
+    for k in keys:
+        if isinstance(k, list | tuple):
+            raise TypeError(
+                f"filter_keys: pass each kind as its own argument, such as "
+                f"filter_keys(tree, 'params', 'aux'); found the {type(k).__name__} {k!r}"
+            )
     kinds = _check_kinds(keys, "filter_keys")
-    return cast(
-        dict[str, Any],
-        structure_tree_map(lambda n, path: {k: n[k] for k in kinds if k in n}, tree),
-    )
+    return dict(structure_tree_map(lambda n, path: {k: n[k] for k in kinds if k in n}, tree))
 
 
 def split_tree(
-    tree: Mapping[str, Any], key_sets: str | Sequence[str | Sequence[str]]
+    tree: Mapping[str, Any], key_sets: Kind | Sequence[Kind | Sequence[Kind]]
 ) -> tuple[dict[str, Any], ...]:
     """Split a tree into partial trees, one per entry of `key_sets`, plus one final
     part with every kind no entry named. `merge_trees(*parts)` gives the tree back.
@@ -241,9 +276,14 @@ def split_tree(
     params, buffers, rest = hax.split_tree(tree, ["params", "buffers"])
     ```
     """
-    if isinstance(key_sets, str):
+    if isinstance(key_sets, str) or not isinstance(key_sets, Iterable):
         key_sets = [key_sets]
-    sets = [_check_kinds((ks,) if isinstance(ks, str) else ks, "split_tree") for ks in key_sets]
+    sets = [
+        _check_kinds(
+            (ks,) if isinstance(ks, str) or not isinstance(ks, Iterable) else ks, "split_tree"
+        )
+        for ks in key_sets
+    ]
     seen: set[str] = set()
     for ks in sets:
         overlap = seen.intersection(ks)
@@ -252,11 +292,8 @@ def split_tree(
         seen.update(ks)
     rest = tuple(k for k in _LEAF_KINDS if k not in seen)
     parts = (*sets, rest)
-    return cast(
-        tuple[dict[str, Any], ...],
-        structure_tree_map(
-            lambda n, path: tuple({k: n[k] for k in ks if k in n} for ks in parts), tree
-        ),
+    return structure_tree_map(
+        lambda n, path: tuple({k: n[k] for k in ks if k in n} for ks in parts), tree
     )
 
 
@@ -377,16 +414,23 @@ def numbered_children(tree: StructureTree, who: str) -> list[str]:
 
 
 def named_leaves(
-    tree: StructureTree, kinds: Sequence[str] = ("params", "buffers")
+    tree: StructureTree, kinds: Sequence[StateKind] = STATE_KINDS
 ) -> list[tuple[str, Any]]:
     """Every array leaf with its full path, e.g. `("encoder/0/params/weight", array)`.
 
-    Nodes come parents first; within a node, `kinds` in the order given and keys in
-    pytree order. Nested pytrees inside a param add their keys: `"params/w/0"`.
+    Nodes come parents first; within a node, `kinds` (a sequence such as
+    `["params"]`) in the order given and keys in pytree order. Nested pytrees inside a
+    param add their keys: `"params/w/0"`.
     """
+    if isinstance(kinds, str):  # a str is a sequence of letters, never what is meant
+        raise TypeError(
+            f"named_leaves: kinds is a sequence of kinds, such as [{kinds!r}]; found the "
+            f"str {kinds!r}"
+        )
+    checked = _check_kinds(kinds, "named_leaves", STATE_KINDS)
     out: list[tuple[str, Any]] = []
     for path, node in named_nodes(tree):
-        for kind in kinds:
-            entries = node[kind]  # type: ignore[literal-required]  # kind is checked by the caller
+        for kind in checked:
+            entries = node["params"] if kind == "params" else node["buffers"]
             out.extend((str(a), leaf) for a, leaf in kind_leaves(path, kind, entries))
     return out

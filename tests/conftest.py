@@ -9,7 +9,19 @@ TF32, which is ~1e-3 off PyTorch's CPU results that the parity tests compare to
 1e-5. On CPUs this is JAX's default anyway.
 """
 
+import os
 from typing import Any
+
+# `HAX_TYPECHECK=1`: every function of `hax` checked against its annotations at each call
+# (jaxtyping's import hook with beartype, reading `float` as admitting an `int` as type
+# checkers and debug mode do). Tests marked `wrong_types`, which pass wrong types on
+# purpose to test HAX's own messages, are deselected in that run.
+if os.environ.get("HAX_TYPECHECK"):
+    import jaxtyping
+
+    jaxtyping.install_import_hook(
+        "hax", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))"
+    )
 
 import jax
 import numpy as np

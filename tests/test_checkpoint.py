@@ -366,6 +366,7 @@ def test_leaf_that_cannot_be_saved_keeps_the_old_file(tmp_path):
     assert_bits_equal(ckpt.load(path, like=old)[0], old)
 
 
+@pytest.mark.wrong_types
 def test_save_errors_name_what_is_wrong(tmp_path):
     path = tmp_path / "m.safetensors"
     tree = dtype_tree()

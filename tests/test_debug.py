@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +59,7 @@ def assert_names_bias(err, path="1"):
 # ---------------------------------------------------------------- the hot path is clean
 
 
+@pytest.mark.debug_off
 def test_hot_path_does_not_validate():
     tree, config = broken_bias_model()
     x = jnp.arange(6.0).reshape(2, 3)
@@ -79,6 +81,7 @@ def test_hot_path_does_not_validate():
     np.testing.assert_allclose(y, expected, rtol=1e-6)
 
 
+@pytest.mark.debug_off
 def test_debug_mode_rejects_the_same_calls():
     tree, config = broken_bias_model(seed=1)
     x = jnp.ones((2, 3))
@@ -113,6 +116,7 @@ def test_debug_mode_checks_a_jax_jit_built_inside_the_block():
     assert_names_bias(info.value)
 
 
+@pytest.mark.debug_off
 def test_debug_mode_checks_a_fresh_jax_jit_after_an_unchecked_trace():
     tree, _ = broken_bias_model(seed=3)
     config = {"test": "fresh_jax_jit_after_an_unchecked_trace"}
@@ -210,6 +214,7 @@ def train_step(tree, config, x, y):
     return hax.merge_trees(params, rest), loss
 
 
+@pytest.mark.debug_off
 def test_jitted_paths_never_validate(validation_calls):
     with hax.rng_context(0):
         tree, config = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.1), nn.Linear(8, 1))
@@ -252,6 +257,7 @@ def test_jitted_paths_never_validate(validation_calls):
     assert validation_calls == []
 
 
+@pytest.mark.debug_off
 def test_apply_tree_off_calls_apply_directly():
     seen = []
 
@@ -330,6 +336,7 @@ def misbehaving_model(apply):
         return nn.Sequential(nn.Linear(3, 3), child)
 
 
+@pytest.mark.debug_off
 @pytest.mark.parametrize(
     ("apply", "key"),
     [
@@ -412,6 +419,69 @@ def test_debug_mode_on_hax_nn_layers_including_dropout():
     assert [(p.path, p.key) for p in info.value.errors] == [("", "global_config.train_mode")]
 
 
+@pytest.mark.parametrize(
+    "make, x",
+    [
+        (lambda: nn.Linear(3, 2, rng=0), np.ones((4, 3), np.float32)),
+        (lambda: nn.Conv2d(3, 2, 3, rng=0), np.ones((1, 3, 5, 5), np.float32)),
+        (lambda: nn.LayerNorm(3), np.ones((4, 3), np.float32)),
+        (lambda: nn.ReLU(), np.ones((4, 3), np.float32)),
+        (lambda: nn.Embedding(5, 2, rng=0), np.array([0, 4])),
+        (lambda: nn.Sequential(nn.Linear(3, 2, rng=0), nn.ReLU()), np.ones((4, 3), np.float32)),
+        (lambda: nn.Identity(), np.ones(3, np.float32)),
+        (lambda: nn.Dropout(0.5, rng=0), np.ones(3, np.float32)),
+    ],
+)
+def test_debug_mode_takes_numpy_inputs_as_the_layers_do(make, x):
+    tree, config = make()
+    config = {**config, "train_mode": False} if "train_mode" in config else config
+    _, y_off = hax.apply_tree(tree, config, x)
+    with hax.debug():
+        _, y_on = hax.apply_tree(tree, config, x)
+    np.testing.assert_array_equal(np.asarray(y_on), np.asarray(y_off))
+
+
+def numpy_hint_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: np.ndarray[Any, Any]
+) -> tuple[StructureTree, jax.Array]:
+    return tree, jnp.asarray(x) * 2
+
+
+def wrapping_apply(
+    tree: StructureTree, global_config: GlobalConfig, inner: hax.ApplyFn, x: jax.Array
+) -> tuple[StructureTree, jax.Array]:
+    return tree, inner(tree, global_config, x)[1]
+
+
+def test_debug_mode_runs_applies_with_hints_beartype_cannot_check():
+    tree = hax.empty_tree(numpy_hint_apply)
+    with hax.debug(), pytest.warns(UserWarning, match="numpy_hint_apply cannot be checked"):
+        _, y = hax.apply_tree(tree, {}, np.ones(2))
+    np.testing.assert_array_equal(y, [2.0, 2.0])
+    wrapper = hax.empty_tree(wrapping_apply)
+    with hax.debug():
+        _, y = hax.apply_tree(wrapper, {}, numpy_hint_apply, jnp.ones(2))
+        with pytest.raises(jaxtyping.TypeCheckError):
+            hax.apply_tree(wrapper, {}, "not an apply", jnp.ones(2))
+    np.testing.assert_array_equal(y, [2.0, 2.0])
+
+
+def scaled_apply(
+    tree: StructureTree, global_config: GlobalConfig, x: jax.Array, scale: float
+) -> tuple[StructureTree, jax.Array]:
+    return tree, x * scale
+
+
+def test_debug_mode_reads_hints_as_type_checkers_do():
+    """`float` admits an `int` (PEP 484), as mypy reads it; a str is still refused."""
+    tree = hax.empty_tree(scaled_apply)
+    with hax.debug():
+        _, y = hax.apply_tree(tree, {}, jnp.ones(2), 3)
+        with pytest.raises(jaxtyping.TypeCheckError, match="scale"):
+            hax.apply_tree(tree, {}, jnp.ones(2), "3")
+    np.testing.assert_array_equal(y, [3.0, 3.0])
+
+
 def child_apply(tree, global_config, x, bad=False):
     w = tree["params"]["w"]
     return {**tree, "params": {"w": w[:1] if bad else w + 1}}, x
@@ -464,6 +534,7 @@ def test_debug_accepts_an_unhashable_apply():
 # ---------------------------------------------------------------- switching debug mode
 
 
+@pytest.mark.debug_off
 def test_debug_context_restores_the_previous_state():
     assert not hax.debug_enabled()
     with hax.debug():
@@ -477,6 +548,7 @@ def test_debug_context_restores_the_previous_state():
     assert not hax.debug_enabled()
 
 
+@pytest.mark.debug_off
 def test_debug_context_restores_after_an_exception():
     with pytest.raises(RuntimeError), hax.debug():
         raise RuntimeError("boom")
@@ -547,6 +619,7 @@ def typed_two_args(
     return tree, x + y
 
 
+@pytest.mark.debug_off
 def test_jaxtyping_return_checked_in_debug_mode_only():
     tree = leaf_node(typed_bad_apply)
     x = jnp.ones((2, 3))
@@ -567,6 +640,7 @@ def test_jaxtyping_good_apply_passes():
     assert y_jit.shape == (4, 5)
 
 
+@pytest.mark.debug_off
 def test_jaxtyping_dims_shared_across_arguments():
     tree = leaf_node(typed_two_args)
     x = jnp.ones((2, 3))
@@ -580,6 +654,8 @@ def test_jaxtyping_dims_shared_across_arguments():
             hax.apply_tree(tree, {}, x.astype(jnp.int32), jnp.ones(3))
 
 
+@pytest.mark.debug_off
+@pytest.mark.wrong_types
 def test_linear_annotations_checked_in_debug_mode():
     tree, config = nn.Linear(3, 4, rng=0)
     x = jnp.ones((2, 3), jnp.int32)
@@ -592,6 +668,7 @@ def test_linear_annotations_checked_in_debug_mode():
 # ---------------------------------------------------------------- hax.jit retraces
 
 
+@pytest.mark.debug_off
 def test_hax_jit_retraces_when_debug_mode_changes():
     traces = []
 
@@ -628,6 +705,7 @@ def test_debug_names_the_aux_entry_an_apply_changed_and_both_values():
     assert (problem.key, problem.found, problem.expected) == ("aux.k", "2", "1 as before apply")
 
 
+@pytest.mark.debug_off
 def test_an_error_inside_an_apply_names_the_innermost_node_in_debug_mode():
     with hax.rng_context(0):
         tree, config = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(7, 2)))

@@ -137,3 +137,12 @@ def test_readme_summary_table_is_what_summary_prints():
     with hax.rng_context(0):
         tree, config = hax.models.resnet18(num_classes=10, width=8, small_input=True)
     assert table.group(1).strip() == hax.summary(tree, config).strip()
+
+
+def test_ci_runs_the_test_commands_the_readme_gives():
+    readme = (ROOT / "README.md").read_text()
+    extra = re.findall(r"^(HAX_\w+=1 pytest -q -m \"not \w+\")", readme, re.M)
+    commands = ["ruff check . && mypy && pytest -q", *extra]
+    assert len(commands) == 3 and all(c in readme for c in commands)
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert [line for line in ci_lines if line in commands] == commands

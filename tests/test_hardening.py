@@ -14,10 +14,15 @@ import hax
 from hax import nn
 
 
+def passthrough_apply(tree, global_config, x):
+    """`x` unchanged; no layer spec, so a node may hold any params."""
+    return tree, x
+
+
 def _chain(depth):
-    node = hax.fill_tree({"params": {"w": jnp.ones(2)}, "apply": nn.identity_apply})
+    node = hax.fill_tree({"params": {"w": jnp.ones(2)}, "apply": passthrough_apply})
     for _ in range(depth):
-        node = {**hax.empty_tree(nn.identity_apply), "submodules": {"c": node}}
+        node = {**hax.empty_tree(passthrough_apply), "submodules": {"c": node}}
     return node
 
 
@@ -35,6 +40,8 @@ def test_loss_scale_stops_growing_at_max_scale_and_steps_keep_applying():
         hax.optim.dynamic_loss_scale(optax.sgd(0.1), factor=1.0)
 
 
+@pytest.mark.debug_off
+@pytest.mark.wrong_types
 def test_running_something_that_is_not_a_tree_names_the_mistake():
     tree, config = nn.Linear(2, 3, rng=0)
     with pytest.raises(TypeError, match="look swapped: the order is \\(tree, config\\)"):
@@ -50,6 +57,7 @@ def test_running_something_that_is_not_a_tree_names_the_mistake():
         hax.merge_configs({}, None)
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("rng", [0.5, "0", True, np.ones(3, np.float32), [0, 1]])
 def test_bad_seeds_are_type_errors(rng):
     with pytest.raises(TypeError, match="a PRNG key or an int seed was expected"):
@@ -82,6 +90,7 @@ def test_debug_mode_accepts_a_tree_with_several_wrapped_nodes():
         np.testing.assert_allclose(hax.apply_tree(tree, config, jnp.ones(2))[1], expected)
 
 
+@pytest.mark.debug_off
 def test_debug_mode_is_per_thread():
     seen = {}
     started, release = threading.Event(), threading.Event()

@@ -276,6 +276,7 @@ def test_from_torch_copies_instead_of_aliasing_torch_memory():
             np.testing.assert_array_equal(np.asarray(value), expected[name], err_msg=name)
 
 
+@pytest.mark.wrong_types
 def test_from_torch_rejects_a_module_pair_and_other_objects():
     like = hax_net()
     with pytest.raises(TypeError, match=r"module\[0\]"):
@@ -724,8 +725,12 @@ def test_register_converter():
     assert_outputs_close(ours, torch_outputs(model, [x]))
     with pytest.raises(ValueError, match="not a dotted class path"):
         register_converter("Scale", convert_scale)
+
+
+@pytest.mark.wrong_types
+def test_register_converter_refuses_what_is_not_a_class():
     with pytest.raises(TypeError, match="expected a class or a dotted class path"):
-        register_converter(3, convert_scale)
+        register_converter(3, lambda module, convert_child: (hax.empty_tree(scale_apply), {}))
 
 
 # ---------------------------------------------------------------- a ResNet-18-style model

@@ -456,6 +456,7 @@ def _make_closure_module():
     return hax.fill_tree({"apply": closure_apply})
 
 
+@pytest.mark.debug_off
 def test_debug_mode_warns_when_a_recreated_apply_forces_a_retrace():
     @hax.jit
     def run(tree, x):

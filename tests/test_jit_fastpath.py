@@ -44,6 +44,7 @@ def model():
         return nn.Sequential(*[nn.Linear(3, 3) for _ in range(6)])
 
 
+@pytest.mark.debug_off
 def test_feedback_loop_stays_on_one_trace_and_matches_eager():
     tree, _ = model()
     config = {"factor": 0.5}
@@ -62,6 +63,7 @@ def test_feedback_loop_stays_on_one_trace_and_matches_eager():
     assert hax.is_structure_tree(tree) and type(tree["submodules"]["0"]["aux"]) is dict
 
 
+@pytest.mark.debug_off
 def test_mutating_the_fed_back_tree_in_place_is_noticed():
     tree, _ = model()
     config = {"factor": 1.0}

@@ -34,7 +34,17 @@ def test_parse_entry(key, expected):
     assert LeafAddress.parse_entry(key).entry == key
 
 
-@pytest.mark.parametrize("key", ["weight", "0/weight", "0//params/w", "", 3, "a/params/"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "weight",
+        "0/weight",
+        "0//params/w",
+        "",
+        pytest.param(3, marks=pytest.mark.wrong_types),
+        "a/params/",
+    ],
+)
 def test_parse_entry_refuses_what_is_not_an_entry(key):
     with pytest.raises(ValueError, match="is not the name of a params or buffers entry"):
         LeafAddress.parse_entry(key)

@@ -194,12 +194,14 @@ def test_sequential_config_conflict():
         hax.nn.Sequential(hax.nn.Dropout(0.1, rng=1), (drop_tree, {"train_mode": False}))
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("bad", [3, "linear", None, [{}, {}], jnp.ones(2)])
 def test_sequential_rejects_non_modules(bad):
     with pytest.raises(TypeError, match="argument 1"):
         hax.nn.Sequential(hax.nn.Linear(2, 2, rng=0), bad)
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("bad", [("a", {}), (1, 2), (1, 2, 3)])
 def test_sequential_rejects_tuples_that_are_not_modules(bad):
     """Regression: any tuple was unpacked as (tree, config) unchecked (07817e0)."""
@@ -309,6 +311,7 @@ def test_dropout_train_under_jit_matches_eager():
     )
 
 
+@pytest.mark.debug_off
 def test_dropout_missing_train_mode():
     tree, _ = hax.nn.Dropout(0.5, rng=0)
     with pytest.raises(KeyError, match="train_mode"):

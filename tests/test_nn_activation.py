@@ -246,6 +246,7 @@ def test_gelu_rejects_unknown_approximation():
         GELU("erf")
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("make", [Softmax, LogSoftmax])
 def test_softmax_requires_dim(make):
     with pytest.raises(ValueError, match="dim is required"):

@@ -593,6 +593,8 @@ def test_constructor_errors(make, error, match):
         make()
 
 
+@pytest.mark.debug_off
+@pytest.mark.wrong_types
 def test_apply_errors():
     tree, config = hax_module(
         lambda: MultiheadAttention(E, H, rng=0), torch.nn.MultiheadAttention(E, H)

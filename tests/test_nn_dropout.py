@@ -156,8 +156,15 @@ def test_channel_dropout_layers(make, apply, shape):
         _, y_checked = hax.apply_tree(*make(0.5, rng=0), x)
     np.testing.assert_array_equal(jax.jit(bound)(state, x)[1], y_checked)
     np.testing.assert_array_equal(y_checked, outs[0])
+
+
+@pytest.mark.debug_off
+@pytest.mark.wrong_types
+@pytest.mark.parametrize(("make", "apply", "shape"), LAYERS)
+def test_channel_dropout_layers_check_the_shape_in_eval_too(make, apply, shape):
+    tree, _ = make(0.5, rng=0)
     with pytest.raises(ValueError, match="expected"):
-        hax.apply_tree(tree, EVAL, jnp.ones(shape[-1:]))  # checked in eval too, as torch
+        hax.apply_tree(tree, EVAL, jnp.ones(shape[-1:]))  # as torch
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
         make(1.5, rng=0)
     with pytest.raises(hax.ValidationError, match="train_mode"):

@@ -98,6 +98,7 @@ def test_softmax_dtype_casts_first(name):
     np.testing.assert_allclose(np.asarray(y), y_t.numpy(), atol=1e-6)
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_requires_dim(name):
     with pytest.raises(ValueError, match="dim is required"):

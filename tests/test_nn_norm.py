@@ -354,6 +354,8 @@ def test_batchnorm_axis_name_outside_a_named_transformation():
 # ---------------------------------------------------------------- BatchNorm: errors, validate
 
 
+@pytest.mark.debug_off
+@pytest.mark.wrong_types
 def test_batchnorm_input_errors():
     tree1, config = BatchNorm1d(4)
     tree2, _ = BatchNorm2d(4)
@@ -372,6 +374,7 @@ def test_batchnorm_input_errors():
     assert y.shape == (1, 4)
 
 
+@pytest.mark.debug_off
 def test_batchnorm_missing_train_mode():
     tree, _ = BatchNorm2d(3)
     assert hax.validate(tree, {"train_mode": False}) is tree
@@ -564,6 +567,8 @@ def test_instancenorm_init_aux_and_state_dict_names():
     assert tree["buffers"]["num_batches_tracked"].dtype == INT_DTYPE
 
 
+@pytest.mark.debug_off
+@pytest.mark.wrong_types
 def test_instancenorm_input_errors_like_torch():
     tree, config = InstanceNorm1d(4)
     with pytest.raises(ValueError, match=r"InstanceNorm1d: expected 2D \(unbatched\) or 3D"):

@@ -77,7 +77,7 @@ def test_tables_of_one_dimensional_positions_and_dtype():
     np.testing.assert_array_equal(np.asarray(sin)[0], 0)
 
 
-@pytest.mark.parametrize("dim", [0, 7, -2, 4.0, True])
+@pytest.mark.parametrize("dim", [0, 7, -2, pytest.param(4.0, marks=pytest.mark.wrong_types), True])
 def test_tables_need_a_positive_even_dim(dim):
     with pytest.raises(ValueError, match="dim must be a positive even int"):
         F.rotary_embedding(jnp.arange(3), dim)

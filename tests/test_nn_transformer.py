@@ -345,6 +345,7 @@ def test_encoder_layer_init_and_dropout_keys():
     np.testing.assert_array_equal(np.asarray(state["norm2/params/weight"]), 1.0)
 
 
+@pytest.mark.debug_off
 def test_encoder_tree_layout_matches_torch_names():
     tree, config = abstract_module(lambda: make_encoder({}, 3, final_norm=True))
     assert config == {"train_mode": True}
@@ -495,10 +496,11 @@ def test_under_debug():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (
+        pytest.param(
             lambda: TransformerEncoderLayer(D, NHEAD, activation=jax.nn.relu, rng=0),
             TypeError,
             "aux",
+            marks=pytest.mark.wrong_types,
         ),
         (lambda: TransformerEncoderLayer(D, NHEAD, activation="tanh", rng=0), ValueError, "relu"),
         (lambda: TransformerEncoderLayer(D, 3, rng=0), ValueError, "divisible"),
@@ -513,6 +515,7 @@ def test_constructor_errors(make, error, match):
         make()
 
 
+@pytest.mark.debug_off
 def test_is_causal_needs_a_mask():
     tree, config = abstract_module(lambda: make_encoder({}, 1, final_norm=False))
     with pytest.raises(ValueError, match="needs attn_mask"):

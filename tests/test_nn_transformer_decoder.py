@@ -450,14 +450,20 @@ def test_under_debug():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (
+        pytest.param(
             lambda: TransformerDecoderLayer(D, NHEAD, activation=jax.nn.relu, rng=0),
             TypeError,
             "TransformerDecoderLayer: activation must be 'relu' or 'gelu'",
+            marks=pytest.mark.wrong_types,
         ),
         (lambda: TransformerDecoderLayer(D, NHEAD, activation="tanh", rng=0), ValueError, "relu"),
         (lambda: TransformerDecoderLayer(D, 3, rng=0), ValueError, "divisible"),
-        (lambda: TransformerDecoder("layer", 2), TypeError, "decoder_layer is a str"),
+        pytest.param(
+            lambda: TransformerDecoder("layer", 2),
+            TypeError,
+            "decoder_layer is a str",
+            marks=pytest.mark.wrong_types,
+        ),
         (lambda: TransformerDecoder(LayerNorm(D), -1), ValueError, "num_layers"),
         (lambda: Transformer(D, NHEAD, custom_encoder=3, rng=0), TypeError, "custom_encoder"),
         (lambda: Transformer(D, NHEAD, activation="swish", rng=0), ValueError, "relu"),
@@ -468,6 +474,8 @@ def test_constructor_errors(make, error, match):
         make()
 
 
+@pytest.mark.debug_off
+@pytest.mark.wrong_types
 def test_apply_errors_name_the_shapes():
     tree, config = abstract_module(lambda: make_transformer())
     with pytest.raises(ValueError, match=r"batch sizes of src \(6, 3, 8\) and tgt \(4, 2, 8\)"):

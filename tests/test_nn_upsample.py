@@ -125,6 +125,7 @@ def test_upsample_constructor_errors(kwargs, match):
         Upsample(**kwargs)
 
 
+@pytest.mark.wrong_types
 def test_interpolate_errors_name_what_was_found():
     x = jnp.ones((1, 2, 4, 4))
     with pytest.raises(ValueError, match=r"mode='bilinear' takes a 4D .* found shape \(1, 2, 4\)"):

@@ -167,6 +167,17 @@ def test_wrapped_nodes_keep_the_policy():
     assert seen == [(jnp.float32, jnp.float32)]
 
 
+def test_a_wrapped_float32_node_passes_debug_mode():
+    """The node a policy runs in float32 keeps its own apply through a wrap."""
+    tree, config = model()
+    mixed = hax.precision.mixed_precision(tree, hax.precision.Policy(compute_dtype=jnp.bfloat16))
+    wrapped = hax.surgery.wrap(mixed, "2", identity_wrap)  # the LayerNorm
+    _, ref = hax.apply_tree(wrapped, config, X)
+    with hax.debug():
+        _, out = hax.apply_tree(wrapped, config, X)
+    np.testing.assert_array_equal(out, ref)
+
+
 def regression_data(n=64):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, 4)).astype(np.float32)

@@ -269,6 +269,7 @@ def test_selection_set_copies_only_the_nodes_on_the_paths():
     assert surgery.Selection([], "q").set(tree, lambda node, path: 1 / 0) is tree
 
 
+@pytest.mark.wrong_types
 def test_selection_set_errors():
     tree = small_tree()
     calls = []
@@ -709,6 +710,7 @@ def test_inputs_are_never_mutated():
     assert all(leaves_before[name] is leaf for name, leaf in leaves(tree).items())
 
 
+@pytest.mark.wrong_types
 def test_errors_name_the_selector_and_what_exists():
     tree, _ = transformer()
     with pytest.raises(

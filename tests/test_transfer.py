@@ -266,6 +266,7 @@ def test_report_table():
     assert len({row.index(" src ") for row in mismatched}) == 1
 
 
+@pytest.mark.wrong_types
 def test_bad_arguments():
     with pytest.raises(TypeError, match=r"src to be a structure tree .*, found list"):
         transfer([1], trained_mlp())

@@ -305,6 +305,7 @@ def test_filter_keys():
     assert two["submodules"]["head"]["aux"] == {"flag": True, "none": None}
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("bad", ["submodules", "constants", "param"])
 def test_filter_keys_unknown_kind(bad):
     with pytest.raises(ValueError, match=bad):
@@ -343,6 +344,7 @@ def test_split_tree_takes_a_single_kind_as_a_str():
     assert_trees_equal(rest, hax.filter_keys(t, "buffers", "aux", "apply"))
 
 
+@pytest.mark.wrong_types
 def test_split_tree_rejects_overlap_and_unknown():
     with pytest.raises(ValueError, match="params"):
         hax.split_tree(make_tree(), ["params", ("params", "aux")])
@@ -597,3 +599,26 @@ def test_random_trees_round_trips(tree, config):
     # named_nodes agrees with get_subtree on every path
     for path, node in hax.named_nodes(tree):
         assert hax.get_subtree(tree, hax.path_str(path)) is node
+
+
+@pytest.mark.wrong_types
+def test_kinds_of_the_wrong_type_are_refused_with_the_fix():
+    tree, _ = hax.nn.Linear(2, 2, rng=0)
+    with pytest.raises(TypeError, match=r"kinds is a sequence of kinds, such as \['params'\]"):
+        hax.named_leaves(tree, "params")
+    with pytest.raises(TypeError, match=r"filter_keys\(tree, 'params', 'aux'\); found the list"):
+        hax.filter_keys(tree, ["params", "aux"])
+    with pytest.raises(
+        TypeError, match="split_tree: a kind is a str such as 'params'; found the int"
+    ):
+        hax.split_tree(tree, [["params", 1]])
+    with pytest.raises(TypeError, match="named_leaves: a kind is a str such as 'params'"):
+        hax.named_leaves(tree, [None])
+    with pytest.raises(ValueError, match=r"unknown kinds \['param'\]"):
+        hax.split_tree(tree, ["param"])
+    # What each documents still works: a bare str is one kind where one kind is meant.
+    assert_trees_equal(hax.split_tree(tree, "params"), hax.split_tree(tree, ["params"]))
+    assert [name for name, _ in hax.named_leaves(tree, ["params"])] == [
+        "params/bias",
+        "params/weight",
+    ]

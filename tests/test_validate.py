@@ -484,6 +484,7 @@ def test_config_non_json_value(value):
     assert where(err) == [("", "global_config.x")]
 
 
+@pytest.mark.wrong_types
 def test_config_non_str_key_and_non_dict_config():
     tree, _ = model()
     assert ("", "global_config.3") in where(problems(tree, {"train_mode": True, 3: 1}))
@@ -926,6 +927,7 @@ def test_create_module_validates_registered_child():
     assert where(info.value) == [("fc", "params.bias")]
 
 
+@pytest.mark.wrong_types
 def test_create_module_validates_params_and_buffers():
     org = hax.StateOrganizer()
     org.register_param("w", None)
@@ -956,6 +958,7 @@ def test_create_module_returns_a_valid_module():
     assert hax.validate(tree, config) is tree
 
 
+@pytest.mark.wrong_types
 def test_sequential_validates_children():
     bad = linear(3, 4)
     bad["params"]["bias"] = jnp.zeros((64,))

@@ -369,6 +369,7 @@ def test_names_whose_dunders_raise():
     assert [(p.path, p.key) for p in err.errors if p.path] == [("<RaisingKey>", "apply")]
 
 
+@pytest.mark.wrong_types
 def test_config_objects_whose_dunders_raise():
     tree, _ = nn.Dropout(0.5, rng=0)
     err = problems(tree, {"train_mode": True, "x": Raising(), "y": [Raising()]})

@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, NoReturn
 
 import jax
 import numpy as np
+import numpy.typing as npt
 
 from .._leaves import LeafAddress
 from .._module import as_module, tree_state
@@ -334,7 +335,7 @@ def _tensor_table(raw: bytes, size: int, path: str) -> tuple[Any, dict[str, Tens
     return metadata, _tensors(header, 8 + len(raw), size, path)
 
 
-def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray[Any, Any]]:
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, npt.NDArray[Any]]:
     """Every tensor of a safetensors file by name, as NumPy arrays (bfloat16 too): e.g.
     the `model.safetensors` that Hugging Face's `save_pretrained` writes. A directory
     is read through its `model.safetensors`, or through the shards its
@@ -349,7 +350,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray[Any, 
             weight_map = _parse_json(f.read(), index, "the index").get("weight_map")
         if type(weight_map) is not dict:
             fail(index, "the index has no weight_map object")
-        out: dict[str, np.ndarray[Any, Any]] = {}
+        out: dict[str, npt.NDArray[Any]] = {}
         for shard in dict.fromkeys(weight_map.values()):
             if type(shard) is not str or os.path.basename(shard) != shard:
                 fail(index, f"shard {_short(shard)} is not a file name in {path}")
@@ -532,7 +533,7 @@ def _leaf_info(name: str, info: Any, tensor: Tensor, path: str) -> LeafInfo:
     return LeafInfo(tuple(shape), info["dtype"], impl)
 
 
-def read_tensor(f: BinaryIO, contents: Contents, name: str) -> np.ndarray[Any, Any]:
+def read_tensor(f: BinaryIO, contents: Contents, name: str) -> npt.NDArray[Any]:
     """The bytes of tensor `name` as a NumPy array (a copy, independent of the file)."""
     t = contents.tensors[name]
     f.seek(t.begin)

@@ -3,7 +3,7 @@
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal, overload
+from typing import Any, BinaryIO, Literal, TypeVar, overload
 
 import jax
 import numpy as np
@@ -18,7 +18,7 @@ from .._report import (
     state_leaves,
 )
 from .._tree import named_nodes
-from .._types import GlobalConfig, StructureTree
+from .._types import GlobalConfig, Module, StructureTree
 from ..surgery._freeze import FROZEN
 from ..surgery._selection import Selection
 from ._format import (
@@ -70,21 +70,60 @@ def read_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     return CheckpointInfo(FORMAT_VERSION, contents.config, contents.nodes, contents.leaves)
 
 
-@overload
-def load(
-    path: str | os.PathLike[str], like: Any = None, strict: Literal[True] = True
-) -> tuple[Any, GlobalConfig]: ...
+Like = TypeVar("Like", StructureTree, dict[str, Any])
+"""What `load` fills and returns: a structure tree, or a bound state."""
 
 
 @overload
 def load(
-    path: str | os.PathLike[str], like: Any, strict: Literal[False]
-) -> tuple[Any, GlobalConfig, TransferReport]: ...
+    path: str | os.PathLike[str], like: None = None, strict: bool = True
+) -> tuple[dict[str, Any], GlobalConfig]: ...
+
+
+@overload
+def load(
+    path: str | os.PathLike[str], like: Module, strict: Literal[True] = True
+) -> tuple[StructureTree, GlobalConfig]: ...
+
+
+@overload
+def load(
+    path: str | os.PathLike[str], like: Like, strict: Literal[True] = True
+) -> tuple[Like, GlobalConfig]: ...
+
+
+@overload
+def load(
+    path: str | os.PathLike[str], like: Module, strict: Literal[False]
+) -> tuple[StructureTree, GlobalConfig, TransferReport]: ...
+
+
+@overload
+def load(
+    path: str | os.PathLike[str], like: Like, strict: Literal[False]
+) -> tuple[Like, GlobalConfig, TransferReport]: ...
+
+
+@overload
+def load(
+    path: str | os.PathLike[str], like: Module, strict: bool
+) -> tuple[StructureTree, GlobalConfig] | tuple[StructureTree, GlobalConfig, TransferReport]: ...
+
+
+@overload
+def load(
+    path: str | os.PathLike[str], like: Like, strict: bool
+) -> tuple[Like, GlobalConfig] | tuple[Like, GlobalConfig, TransferReport]: ...
 
 
 def load(
-    path: str | os.PathLike[str], like: Any = None, strict: bool = True
-) -> tuple[Any, GlobalConfig] | tuple[Any, GlobalConfig, TransferReport]:
+    path: str | os.PathLike[str],
+    like: StructureTree | Module | dict[str, Any] | None = None,
+    strict: bool = True,
+) -> (
+    tuple[StructureTree | dict[str, Any], GlobalConfig]
+    | tuple[StructureTree | dict[str, Any], GlobalConfig, TransferReport]
+):
     """Load a checkpoint written by `hax.checkpoint.save`.
 
     Loading reads data only: it never unpickles, imports or runs anything named in
@@ -139,8 +178,8 @@ def load(
 
 
 def _load_into(
-    path: str | os.PathLike[str], like: Any, strict: bool
-) -> tuple[Any, GlobalConfig, TransferReport]:
+    path: str | os.PathLike[str], like: StructureTree | Module | dict[str, Any], strict: bool
+) -> tuple[StructureTree | dict[str, Any], GlobalConfig, TransferReport]:
     name = os.fspath(path)
     with open(path, "rb") as f:
         contents = read_contents(f, name)

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import numpy.typing as npt
 from jax.experimental import multihost_utils
 
 from .._leaves import claim, pytree_key_problems
@@ -77,7 +78,7 @@ def save(
                 "be unique and parse back (hax.validate reports every such name)"
             )
         structures[key] = encode_structure(value, address, leaves)
-    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    arrays: dict[str, npt.NDArray[Any]] = {}
     infos: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
     for name, leaf in leaves:
@@ -108,7 +109,7 @@ def save(
         multihost_utils.sync_global_devices(f"hax.checkpoint.save {os.fspath(path)}")
 
 
-def _host_array(leaf: Any, name: str) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+def _host_array(leaf: Any, name: str) -> tuple[npt.NDArray[Any], dict[str, Any]]:
     """A leaf as a contiguous NumPy array in a dtype safetensors stores, and its info."""
     if not isinstance(leaf, ARRAY_TYPES):
         raise TypeError(
@@ -147,7 +148,7 @@ def _import_path(apply: Any) -> str | None:
     return f"{module}:{qualname}"
 
 
-def _header(arrays: dict[str, np.ndarray[Any, Any]], metadata: dict[str, str]) -> tuple[bytes, int]:
+def _header(arrays: dict[str, npt.NDArray[Any]], metadata: dict[str, str]) -> tuple[bytes, int]:
     """The safetensors header for `arrays` (stored back to back in this order) and
     `metadata`, padded with spaces to a multiple of 8 bytes as safetensors does, and
     the size of the whole file."""
@@ -171,7 +172,7 @@ def _header(arrays: dict[str, np.ndarray[Any, Any]], metadata: dict[str, str]) -
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def _write_atomically(path: str, header: bytes, arrays: dict[str, np.ndarray[Any, Any]]) -> None:
+def _write_atomically(path: str, header: bytes, arrays: dict[str, npt.NDArray[Any]]) -> None:
     """Write to a temporary file next to `path`, fsync it, rename it over `path`.
 
     Through a symlink, the file it names is replaced and the link kept. The file gets

@@ -12,7 +12,7 @@ from .._config import merge_configs
 from .._leaves import LeafAddress
 from .._module import BoundApply, as_module, bind_module, unbind_module
 from .._path import as_path, describe_path
-from .._rng import as_key, next_rng_key, rng_context
+from .._rng import RngLike, as_key, next_rng_key, rng_context
 from .._torch_attrs import NON_PERSISTENT, numpy_dtype
 from .._tree import empty_tree, missing_apply
 from .._types import ApplyFn, Module, StructureTree
@@ -46,8 +46,8 @@ class ConversionError(ValueError):
     def __init__(
         self, message: str, unknown: list[tuple[str, type]], failed: list[tuple[str, str]]
     ) -> None:
-        self.unknown = list(unknown)
-        self.failed = list(failed)
+        self.unknown: list[tuple[str, type]] = list(unknown)
+        self.failed: list[tuple[str, str]] = list(failed)
         super().__init__(message)
 
 
@@ -230,7 +230,7 @@ def _ties(torch_module: Any) -> dict[str, str]:
     return ties
 
 
-def _draw_keys(state: dict[str, Any], rng: jax.Array | int) -> dict[str, Any]:
+def _draw_keys(state: dict[str, Any], rng: RngLike) -> dict[str, Any]:
     """`state` with a fresh PRNG key for every key-typed leaf (one split of `rng` each,
     in leaf order), the other leaves unchanged."""
     leaves, treedef = jax.tree_util.tree_flatten(state)
@@ -249,7 +249,7 @@ def convert(
     torch_module: Any,
     *,
     applies: Mapping[type, ApplyFn] | None = None,
-    rng: jax.Array | int = 0,
+    rng: RngLike = 0,
 ) -> Module:
     """The HAX module `(tree, config)` of a PyTorch model, with its weights.
 

@@ -89,7 +89,7 @@ class StateDictMismatchError(ValueError):
     """
 
     def __init__(self, mismatches: list[Mismatch]) -> None:
-        self.mismatches = list(mismatches)
+        self.mismatches: list[Mismatch] = list(mismatches)
         n = len(self.mismatches)
         head = (
             f"{n} mismatch{'es' if n != 1 else ''} between the torch state_dict and the HAX tree:"
@@ -122,7 +122,8 @@ def torch_named_leaves(tree: StructureTree) -> Iterator[tuple[LeafAddress, Any, 
     its torch key (`layer1/0/conv1/params/weight` is `"layer1.0.conv1.weight"`), and
     `persistent` is False for the buffers torch keeps out of its `state_dict`."""
     for path, node in named_nodes(tree):
-        kept_out = node["aux"].get(NON_PERSISTENT, ())
+        aux: dict[str, Any] = node["aux"]
+        kept_out = aux.get(NON_PERSISTENT, ())
         for entry, value in node_entries(path, node):
             persistent = entry.kind == "params" or entry.name not in kept_out
             for address, leaf in entry_leaves(entry, value):

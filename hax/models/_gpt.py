@@ -10,6 +10,7 @@ Dropout layers hold their PRNG keys in `buffers["rng"]`, which PyTorch does not 
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,8 @@ from .. import nn
 from .._jit import jit
 from .._module import apply_tree
 from .._organizer import StateOrganizer, organized_init
-from .._rng import as_key, next_rng_key, resolve_rng, rng_context
-from .._types import GlobalConfig, Module, StructureTree
+from .._rng import RngLike, as_key, next_rng_key, resolve_rng, rng_context
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from ..nn._layer import layer
 from ._resnet import reinit_normal
 
@@ -44,13 +45,14 @@ def _nanogpt_std(n_layer: int) -> Callable[[tuple[str, ...], StructureTree], flo
 
 
 def causal_self_attention_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "batch seq n_embd"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "batch seq n_embd"]
 ) -> tuple[StructureTree, Float[Array, "batch seq n_embd"]]:
     """Multi-head self-attention in which position `t` attends to positions `<= t`,
     with scores scaled by `1/sqrt(head_dim)`; dropout on the attention weights
     (`attn_dropout`) and on the projected output (`resid_dropout`)."""
     org = StateOrganizer(tree, global_config)
-    n_head = tree["aux"]["n_head"]
+    aux: dict[str, Any] = tree["aux"]
+    n_head = aux["n_head"]
     batch, seq, n_embd = x.shape
     if n_embd % n_head:
         raise ValueError(
@@ -79,7 +81,7 @@ def CausalSelfAttention(
     dropout: float = 0.0,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
 ) -> None:
     """Causal multi-head self-attention, as nanoGPT's `CausalSelfAttention`.
 
@@ -116,7 +118,7 @@ layer("CausalSelfAttention", causal_self_attention_apply, aux={"n_head": int, "n
 
 
 def mlp_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch n_embd"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*batch n_embd"]
 ) -> tuple[StructureTree, Float[Array, "*batch n_embd"]]:
     """`dropout(c_proj(gelu(c_fc(x))))`."""
     org = StateOrganizer(tree, global_config)
@@ -130,7 +132,7 @@ def MLP(
     dropout: float = 0.0,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
 ) -> None:
     """The transformer's feed-forward layer, as nanoGPT's `MLP`.
 
@@ -151,13 +153,14 @@ layer("MLP", mlp_apply)
 
 
 def block_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "batch seq n_embd"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "batch seq n_embd"]
 ) -> tuple[StructureTree, Float[Array, "batch seq n_embd"]]:
     """Pre-norm residual block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`."""
     org = StateOrganizer(tree, global_config)
-    x = x + org.attn(org.ln_1(x))
-    x = x + org.mlp(org.ln_2(x))
-    return org.get_state(), x
+    y = jnp.asarray(x)
+    y = y + org.attn(org.ln_1(y))
+    y = y + org.mlp(org.ln_2(y))
+    return org.get_state(), y
 
 
 @organized_init(block_apply)
@@ -168,7 +171,7 @@ def Block(
     dropout: float = 0.0,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
 ) -> None:
     """A transformer block, as nanoGPT's `Block`: submodules `ln_1` (`LayerNorm`),
     `attn` (`CausalSelfAttention`), `ln_2` (`LayerNorm`), `mlp` (`MLP`). Arguments as
@@ -187,7 +190,7 @@ layer("Block", block_apply)
 
 
 def gpt_apply(
-    tree: StructureTree, global_config: GlobalConfig, idx: Int[Array, "batch seq"]
+    tree: StructureTree, global_config: GlobalConfig, idx: Int[InputArray, "batch seq"]
 ) -> tuple[StructureTree, Float[Array, "batch seq vocab_size"]]:
     """Next-token logits `(batch, seq, vocab_size)` for token ids `idx`.
 
@@ -217,7 +220,7 @@ def GPT(
     dropout: float = 0.0,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
 ) -> Module:
     """A GPT-2-style decoder-only transformer with nanoGPT's names and init.
 
@@ -271,11 +274,11 @@ layer("GPT", gpt_apply)
 def generate(
     tree: StructureTree,
     global_config: GlobalConfig,
-    idx: Int[Array, "batch seq"],
+    idx: Int[InputArray, "batch seq"],
     max_new_tokens: int,
     *,
-    rng: jax.Array | int,
-    temperature: float | jax.Array = 1.0,
+    rng: RngLike,
+    temperature: float | InputArray = 1.0,
     top_k: int | None = None,
 ) -> Int[Array, "batch total"]:
     """Extend `idx` by `max_new_tokens` tokens sampled one at a time, as nanoGPT's

@@ -20,9 +20,9 @@ from jaxtyping import Array, Float
 
 from .. import nn
 from .._organizer import StateOrganizer, organized_init
-from .._rng import next_rng_key, resolve_rng, rng_context
+from .._rng import RngLike, next_rng_key, resolve_rng, rng_context
 from .._tree import named_nodes, structure_tree_map
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from ..nn._init import full, normal_pieces
 from ..nn._layer import layer
 
@@ -81,7 +81,7 @@ def _kaiming_fan_out(path: tuple[str, ...], node: StructureTree) -> float | None
 def basic_block_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "batch channels height width"],
+    x: Float[InputArray, "batch channels height width"],
 ) -> tuple[StructureTree, Float[Array, "batch out_channels out_height out_width"]]:
     """`relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`; the shortcut is
     `downsample(x)` when the node has a `downsample` submodule, else `x`."""
@@ -100,7 +100,7 @@ def BasicBlock(
     stride: int = 1,
     downsample: Module | None = None,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
 ) -> None:
     """The two-convolution residual block of ResNet-18/34, as torchvision's `BasicBlock`.
 
@@ -142,7 +142,7 @@ layer("BasicBlock", basic_block_apply)
 def resnet_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "batch in_channels height width"],
+    x: Float[InputArray, "batch in_channels height width"],
 ) -> tuple[StructureTree, Float[Array, "batch num_classes"]]:
     """The stem (`conv1`, `bn1`, `relu`, `maxpool`), `layer1`..`layer4`, global average
     pooling (`avgpool`), flatten, and the classifier `fc`: logits `(batch, num_classes)`."""
@@ -173,7 +173,7 @@ def ResNet(
     width: int = 64,
     small_input: bool = False,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
 ) -> Module:
     """A ResNet of `BasicBlock`s with torchvision's names, shapes and init.
 

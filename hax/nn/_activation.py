@@ -9,7 +9,7 @@ from typing import Any
 
 from jaxtyping import Array, Float
 
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F
 from ._functional import _check_approximate, _softmax_dim
@@ -19,7 +19,7 @@ from ._layer import ConvertChild, layer
 
 
 def relu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`max(x, 0)` elementwise."""
     return tree, F.relu(x)
@@ -44,10 +44,11 @@ _RELU = layer(
 
 
 def gelu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """GELU elementwise, exact or tanh-approximated per `aux["approximate"]`."""
-    return tree, F.gelu(x, approximate=tree["aux"]["approximate"])
+    aux: dict[str, Any] = tree["aux"]
+    return tree, F.gelu(x, approximate=aux["approximate"])
 
 
 def GELU(approximate: str = "none") -> Module:
@@ -69,7 +70,7 @@ _GELU = layer(
 
 
 def silu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`x * sigmoid(x)` elementwise."""
     return tree, F.silu(x)
@@ -93,7 +94,7 @@ _SILU = layer(
 
 
 def mish_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`x * tanh(softplus(x))` elementwise."""
     return tree, F.mish(x)
@@ -114,7 +115,7 @@ _MISH = layer(
 
 
 def hardswish_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`x * relu6(x + 3) / 6` elementwise, with PyTorch's gradient at -3 and 3."""
     return tree, F.hardswish(x)
@@ -140,7 +141,7 @@ _HARDSWISH = layer(
 
 
 def hardsigmoid_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`relu6(x + 3) / 6` elementwise."""
     return tree, F.hardsigmoid(x)
@@ -169,10 +170,11 @@ _HARDSIGMOID = layer(
 
 
 def leaky_relu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`x` where `x > 0`, else `aux["negative_slope"] * x`."""
-    return tree, F.leaky_relu(x, tree["aux"]["negative_slope"])
+    aux: dict[str, Any] = tree["aux"]
+    return tree, F.leaky_relu(x, aux["negative_slope"])
 
 
 def LeakyReLU(negative_slope: float = 0.01, inplace: bool = False) -> Module:
@@ -196,10 +198,11 @@ _LEAKY_RELU = layer(
 
 
 def elu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`x` where `x > 0`, else `aux["alpha"] * (exp(x) - 1)`."""
-    return tree, F.elu(x, tree["aux"]["alpha"])
+    aux: dict[str, Any] = tree["aux"]
+    return tree, F.elu(x, aux["alpha"])
 
 
 def ELU(alpha: float = 1.0, inplace: bool = False) -> Module:
@@ -222,10 +225,10 @@ _ELU = layer(
 
 
 def softplus_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`log(1 + exp(beta * x)) / beta`, or `x` where `beta * x > threshold`."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     return tree, F.softplus(x, aux["beta"], aux["threshold"])
 
 
@@ -252,7 +255,7 @@ _SOFTPLUS = layer(
 
 
 def tanh_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`tanh(x)` elementwise."""
     return tree, F.tanh(x)
@@ -271,7 +274,7 @@ _TANH = layer("Tanh", tanh_apply, torch="torch.nn.Tanh", converter=_convert_tanh
 
 
 def sigmoid_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`1 / (1 + exp(-x))` elementwise."""
     return tree, F.sigmoid(x)
@@ -293,10 +296,11 @@ _SIGMOID = layer("Sigmoid", sigmoid_apply, torch="torch.nn.Sigmoid", converter=_
 
 
 def softmax_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """Softmax over axis `aux["dim"]`."""
-    return tree, F.softmax(x, tree["aux"]["dim"])
+    aux: dict[str, Any] = tree["aux"]
+    return tree, F.softmax(x, aux["dim"])
 
 
 def Softmax(dim: int | None = None) -> Module:
@@ -323,10 +327,11 @@ _SOFTMAX = layer(
 
 
 def log_softmax_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`log(softmax(x))` over axis `aux["dim"]`, computed stably."""
-    return tree, F.log_softmax(x, tree["aux"]["dim"])
+    aux: dict[str, Any] = tree["aux"]
+    return tree, F.log_softmax(x, aux["dim"])
 
 
 def LogSoftmax(dim: int | None = None) -> Module:

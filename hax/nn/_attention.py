@@ -16,9 +16,9 @@ from jaxtyping import Array, Bool, Float, Key
 from typing_extensions import TypedDict
 
 from .._module import apply_tree
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._torch_attrs import dtype_of, has
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _init
 from ._dropout import read_train_mode
@@ -187,9 +187,9 @@ def _in_projection(
 def multihead_attention_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    query: Float[Array, "... embed_dim"],
-    key: Float[Array, "... kdim"],
-    value: Float[Array, "... vdim"],
+    query: Float[InputArray, "... embed_dim"],
+    key: Float[InputArray, "... kdim"],
+    value: Float[InputArray, "... vdim"],
     key_padding_mask: Mask = None,
     need_weights: bool = True,
     attn_mask: Mask = None,
@@ -222,8 +222,10 @@ def multihead_attention_apply(
     softmax) and 0 with `need_weights=False`, as PyTorch's two code paths do.
     """
     train = read_train_mode(global_config, _WHO)
-    aux, params = tree["aux"], tree["params"]
+    aux: dict[str, Any] = tree["aux"]
+    params = tree["params"]
     num_heads = aux["num_heads"]
+    query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
     batched = _check_inputs(query, key, value, key_padding_mask, attn_mask, aux)
     if is_causal and attn_mask is None:
         raise ValueError(_CAUSAL_NEEDS_MASK)
@@ -301,7 +303,7 @@ def MultiheadAttention(
     vdim: int | None = None,
     batch_first: bool = False,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """Multi-head attention, as `torch.nn.MultiheadAttention`; run with

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 from typing_extensions import TypedDict
 
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._torch_attrs import dtype_of, has
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F, _init
 from ._layer import ConvertChild, layer
@@ -48,10 +48,10 @@ _IDENTITY = layer(
 
 
 def flatten_apply(
-    tree: StructureTree, global_config: GlobalConfig, input: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, input: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """Merge axes `start_dim..end_dim` (inclusive) of the input into one, like `torch.flatten`."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     x = jnp.asarray(input)
     ndim = max(x.ndim, 1)  # a 0-d input behaves as 1-d, as in PyTorch
     start, end = aux["start_dim"], aux["end_dim"]
@@ -97,10 +97,10 @@ _FLATTEN = layer(
 
 
 def unflatten_apply(
-    tree: StructureTree, global_config: GlobalConfig, input: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, input: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """Split axis `dim` of the input into `unflattened_size`, like `torch.unflatten`."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     x = jnp.asarray(input)
     dim, sizes = aux["dim"], tuple(aux["unflattened_size"])
     if not -x.ndim <= dim < x.ndim:
@@ -166,8 +166,8 @@ class BilinearParams(TypedDict):
 def bilinear_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x1: Float[Array, "*batch in1_features"],
-    x2: Float[Array, "*batch in2_features"],
+    x1: Float[InputArray, "*batch in1_features"],
+    x2: Float[InputArray, "*batch in2_features"],
 ) -> tuple[StructureTree, Float[Array, "*batch out_features"]]:
     """`y[..., o] = sum_ij x1[..., i] weight[o, i, j] x2[..., j] + bias[o]`."""
     params = tree["params"]
@@ -186,7 +186,7 @@ def Bilinear(
     out_features: int,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A bilinear map of two inputs, as `torch.nn.Bilinear`.

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._torch_attrs import dtype_of, has
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _init
 from ._layer import ConvertChild, Converter, Layer, layer
@@ -89,9 +89,11 @@ def _check_pad_fits(x: jax.Array, pads: list[tuple[int, int]], mode: str, who: s
             )
 
 
-def _conv(tree: StructureTree, x: jax.Array, n: int, who: str) -> jax.Array:
+def _conv(tree: StructureTree, x: InputArray, n: int, who: str) -> jax.Array:
     """The convolution of every rank; shapes are static, so the checks cost nothing in jit."""
-    aux, params = tree["aux"], tree["params"]
+    x = jnp.asarray(x)
+    aux: dict[str, Any] = tree["aux"]
+    params = tree["params"]
     weight = params["weight"]
     x, unbatched = _batched(x, n, who)
     if x.shape[1] != weight.shape[1] * aux["groups"]:
@@ -126,7 +128,9 @@ def _conv(tree: StructureTree, x: jax.Array, n: int, who: str) -> jax.Array:
 
 
 def conv1d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch in_channels length"]
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[InputArray, "*batch in_channels length"],
 ) -> tuple[StructureTree, Float[Array, "*batch out_channels out_length"]]:
     """1-d convolution over the last axis of `(N, C, L)` or `(C, L)`."""
     return tree, _conv(tree, x, 1, "Conv1d")
@@ -135,7 +139,7 @@ def conv1d_apply(
 def conv2d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "*batch in_channels height width"],
+    x: Float[InputArray, "*batch in_channels height width"],
 ) -> tuple[StructureTree, Float[Array, "*batch out_channels out_height out_width"]]:
     """2-d convolution over the last two axes of `(N, C, H, W)` or `(C, H, W)`."""
     return tree, _conv(tree, x, 2, "Conv2d")
@@ -144,14 +148,14 @@ def conv2d_apply(
 def conv3d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "*batch in_channels depth height width"],
+    x: Float[InputArray, "*batch in_channels depth height width"],
 ) -> tuple[StructureTree, Float[Array, "*batch out_channels out_depth out_height out_width"]]:
     """3-d convolution over the last three axes of `(N, C, D, H, W)` or `(C, D, H, W)`."""
     return tree, _conv(tree, x, 3, "Conv3d")
 
 
 def _init_params(
-    rng: jax.Array | int | None,
+    rng: RngLike | None,
     who: str,
     weight_shape: tuple[int, ...],
     out_channels: int,
@@ -195,7 +199,7 @@ def _make_conv(
     groups: int,
     bias: bool,
     padding_mode: str,
-    rng: jax.Array | int | None,
+    rng: RngLike | None,
     dtype: Any,
 ) -> Module:
     who = f"Conv{n}d"
@@ -249,7 +253,7 @@ def Conv1d(
     bias: bool = True,
     padding_mode: str = "zeros",
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A 1-d convolution, as `torch.nn.Conv1d`, over `(N, C, L)` or unbatched `(C, L)`.
@@ -274,7 +278,7 @@ def Conv2d(
     bias: bool = True,
     padding_mode: str = "zeros",
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A 2-d convolution, as `torch.nn.Conv2d`, over `(N, C, H, W)` or unbatched `(C, H, W)`.
@@ -310,7 +314,7 @@ def Conv3d(
     bias: bool = True,
     padding_mode: str = "zeros",
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A 3-d convolution, as `torch.nn.Conv3d`, over `(N, C, D, H, W)` or `(C, D, H, W)`.
@@ -412,11 +416,13 @@ def _output_padding(
 
 
 def _conv_transpose(
-    tree: StructureTree, x: jax.Array, n: int, output_size: Sequence[int] | None, who: str
+    tree: StructureTree, x: InputArray, n: int, output_size: Sequence[int] | None, who: str
 ) -> jax.Array:
     """The gradient of a convolution: a convolution of the stride-dilated input with the
     flipped, in/out-swapped kernel."""
-    aux, params = tree["aux"], tree["params"]
+    x = jnp.asarray(x)
+    aux: dict[str, Any] = tree["aux"]
+    params = tree["params"]
     weight, groups = params["weight"], aux["groups"]
     x, unbatched = _batched(x, n, who)
     if x.shape[1] != weight.shape[0]:
@@ -459,7 +465,7 @@ def _conv_transpose(
 def conv_transpose1d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "*batch in_channels length"],
+    x: Float[InputArray, "*batch in_channels length"],
     output_size: Sequence[int] | None = None,
 ) -> tuple[StructureTree, Float[Array, "*batch out_channels out_length"]]:
     """Transposed 1-d convolution of `(N, C, L)` or `(C, L)`; `output_size` (`(L,)`, or
@@ -470,7 +476,7 @@ def conv_transpose1d_apply(
 def conv_transpose2d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "*batch in_channels height width"],
+    x: Float[InputArray, "*batch in_channels height width"],
     output_size: Sequence[int] | None = None,
 ) -> tuple[StructureTree, Float[Array, "*batch out_channels out_height out_width"]]:
     """Transposed 2-d convolution of `(N, C, H, W)` or `(C, H, W)`.
@@ -495,7 +501,7 @@ def _make_conv_transpose(
     bias: bool,
     dilation: int | Sequence[int],
     padding_mode: str,
-    rng: jax.Array | int | None,
+    rng: RngLike | None,
     dtype: Any,
 ) -> Module:
     who = record.kind
@@ -549,7 +555,7 @@ def ConvTranspose1d(
     dilation: int | Sequence[int] = 1,
     padding_mode: str = "zeros",
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A transposed 1-d convolution of `(N, C, L)` or `(C, L)`, as `torch.nn.ConvTranspose1d`.
@@ -576,7 +582,7 @@ def ConvTranspose2d(
     dilation: int | Sequence[int] = 1,
     padding_mode: str = "zeros",
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A transposed 2-d convolution, as `torch.nn.ConvTranspose2d`.

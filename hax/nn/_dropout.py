@@ -8,8 +8,8 @@ import jax
 from jaxtyping import Array, Float, Key
 from typing_extensions import TypedDict
 
-from .._rng import resolve_rng
-from .._types import ApplyFn, GlobalConfig, Module, StructureTree
+from .._rng import RngLike, resolve_rng
+from .._types import ApplyFn, GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F
 from ._layer import ConvertChild, Layer, layer
@@ -32,7 +32,7 @@ def read_train_mode(global_config: GlobalConfig, who: str) -> bool:
 def _run(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: jax.Array,
+    x: InputArray,
     fn: Callable[..., jax.Array],
     who: str,
 ) -> tuple[StructureTree, jax.Array]:
@@ -47,27 +47,29 @@ def _run(
 
 
 def dropout_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """Identity when `train_mode` is false; otherwise drop and rescale, advancing the key."""
     return _run(tree, global_config, x, F.dropout, "Dropout")
 
 
 def dropout1d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch channels length"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*batch channels length"]
 ) -> tuple[StructureTree, Float[Array, "*batch channels length"]]:
     """Identity when `train_mode` is false; otherwise drop whole channels, advancing the key."""
     return _run(tree, global_config, x, F.dropout1d, "Dropout1d")
 
 
 def dropout2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "batch channels *spatial"]
+    tree: StructureTree,
+    global_config: GlobalConfig,
+    x: Float[InputArray, "batch channels *spatial"],
 ) -> tuple[StructureTree, Float[Array, "batch channels *spatial"]]:
     """Identity when `train_mode` is false; otherwise drop whole channels, advancing the key."""
     return _run(tree, global_config, x, F.dropout2d, "Dropout2d")
 
 
-def _make(record: Layer, p: float, rng: jax.Array | int | None) -> Module:
+def _make(record: Layer, p: float, rng: RngLike | None) -> Module:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{record.kind}: p must be in [0, 1], found {p}")
     tree = record.node({}, {"rng": resolve_rng(rng, record.kind)}, p=float(p))
@@ -75,7 +77,7 @@ def _make(record: Layer, p: float, rng: jax.Array | int | None) -> Module:
     return validate(tree, config), config
 
 
-def Dropout(p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | None = None) -> Module:
+def Dropout(p: float = 0.5, inplace: bool = False, *, rng: RngLike | None = None) -> Module:
     """Dropout, as `torch.nn.Dropout`.
 
     Reads `global_config["train_mode"]`: when true, each element is zeroed with
@@ -88,9 +90,7 @@ def Dropout(p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | Non
     return _make(_DROPOUT, p, rng)
 
 
-def Dropout1d(
-    p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | None = None
-) -> Module:
+def Dropout1d(p: float = 0.5, inplace: bool = False, *, rng: RngLike | None = None) -> Module:
     """Channel dropout over `(N, C, L)` or `(C, L)` inputs, as `torch.nn.Dropout1d`.
 
     In training each channel is zeroed as a whole with probability `p` (the others
@@ -101,9 +101,7 @@ def Dropout1d(
     return _make(_DROPOUT1D, p, rng)
 
 
-def Dropout2d(
-    p: float = 0.5, inplace: bool = False, *, rng: jax.Array | int | None = None
-) -> Module:
+def Dropout2d(p: float = 0.5, inplace: bool = False, *, rng: RngLike | None = None) -> Module:
     """Channel dropout over `(N, C, H, W)` inputs, as `torch.nn.Dropout2d`.
 
     In training each channel is zeroed as a whole with probability `p` (the others

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Integer
 from typing_extensions import TypedDict
 
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._torch_attrs import dtype_of
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _init
 from ._layer import ConvertChild, layer
@@ -26,7 +26,7 @@ def _lookup(weight: jax.Array, input: jax.Array) -> jax.Array:
 
 
 def embedding_apply(
-    tree: StructureTree, global_config: GlobalConfig, input: Integer[Array, "*batch"]
+    tree: StructureTree, global_config: GlobalConfig, input: Integer[InputArray, "*batch"]
 ) -> tuple[StructureTree, Float[Array, "*batch embedding_dim"]]:
     """Rows `weight[input]`; see `Embedding` for `padding_idx`, `max_norm` and
     `scale_grad_by_freq`. With `max_norm`, the returned tree holds the renormalised
@@ -79,7 +79,7 @@ def Embedding(
     scale_grad_by_freq: bool = False,
     sparse: bool = False,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A lookup table, as `torch.nn.Embedding`: integer indices `(*batch)` map to rows

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 from typing_extensions import TypedDict
 
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._torch_attrs import dtype_of, has
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _init
 from ._layer import ConvertChild, layer
@@ -22,9 +22,10 @@ class LinearParams(TypedDict):
 
 
 def linear_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch in_features"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*batch in_features"]
 ) -> tuple[StructureTree, Float[Array, "*batch out_features"]]:
     """`x @ weight.T + bias` over the last axis of `x`."""
+    x = jnp.asarray(x)
     params = tree["params"]
     if jnp.shape(x)[-1:] != params["weight"].shape[1:]:  # static: free under jit
         raise ValueError(
@@ -42,7 +43,7 @@ def Linear(
     out_features: int,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A fully connected layer, as `torch.nn.Linear`.

@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, Int
 from typing_extensions import TypedDict
 
 from .._torch_attrs import dtype_of, has
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _init
 from ._dropout import read_train_mode
@@ -86,11 +86,13 @@ def _batch_stats(
 
 
 def _batch_norm(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array, kind: str
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray, kind: str
 ) -> tuple[StructureTree, jax.Array]:
     """PyTorch's `BatchNorm._BatchNorm.forward` for an `(N, C, *)` input."""
     train = read_train_mode(global_config, kind)
-    aux, params, buffers = tree["aux"], tree["params"], tree["buffers"]
+    aux: dict[str, Any] = tree["aux"]
+    params, buffers = tree["params"], tree["buffers"]
+    x = jnp.asarray(x)
     num_features = aux["num_features"]
     if x.shape[1] != num_features:
         raise ValueError(
@@ -154,7 +156,7 @@ def _scale_shift(y: jax.Array, params: dict[str, Any], keep: tuple[int, ...]) ->
 def batch_norm1d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "batch num_features *length"],
+    x: Float[InputArray, "batch num_features *length"],
 ) -> tuple[StructureTree, Float[Array, "batch num_features *length"]]:
     """Normalise each channel of an `(N, C)` or `(N, C, L)` input; update running stats
     in training."""
@@ -166,7 +168,7 @@ def batch_norm1d_apply(
 def batch_norm2d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "batch num_features height width"],
+    x: Float[InputArray, "batch num_features height width"],
 ) -> tuple[StructureTree, Float[Array, "batch num_features height width"]]:
     """Normalise each channel of an `(N, C, H, W)` input; update running stats in training."""
     if x.ndim != 4:
@@ -351,7 +353,7 @@ _BATCH_NORM2D = layer(
 
 
 def _instance_norm(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array, n: int, kind: str
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray, n: int, kind: str
 ) -> tuple[StructureTree, jax.Array]:
     """PyTorch's `_InstanceNorm.forward` for an `(N, C, *spatial)` or `(C, *spatial)` input
     with `n` spatial axes: each sample's channel is normalised over its spatial axes."""
@@ -360,7 +362,9 @@ def _instance_norm(
             f"{kind}: expected {n + 1}D (unbatched) or {n + 2}D input (got {x.ndim}D input)"
         )
     train = read_train_mode(global_config, kind)
-    aux, params, buffers = tree["aux"], tree["params"], tree["buffers"]
+    aux: dict[str, Any] = tree["aux"]
+    params, buffers = tree["params"], tree["buffers"]
+    x = jnp.asarray(x)
     unbatched = x.ndim == n + 1
     xb = x[None] if unbatched else x
     num_features, tracking = aux["num_features"], "running_mean" in buffers
@@ -404,7 +408,7 @@ def _instance_norm(
 def instance_norm1d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "*batch num_features length"],
+    x: Float[InputArray, "*batch num_features length"],
 ) -> tuple[StructureTree, Float[Array, "*batch num_features length"]]:
     """Normalise each channel of each sample of `(N, C, L)` or `(C, L)` over `L`; update
     running stats in training when tracked."""
@@ -414,7 +418,7 @@ def instance_norm1d_apply(
 def instance_norm2d_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "*batch num_features height width"],
+    x: Float[InputArray, "*batch num_features height width"],
 ) -> tuple[StructureTree, Float[Array, "*batch num_features height width"]]:
     """Normalise each channel of each sample of `(N, C, H, W)` or `(C, H, W)` over `H, W`;
     update running stats in training when tracked."""
@@ -618,14 +622,15 @@ class LayerNormParams(TypedDict):
 
 
 def layer_norm_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """Normalise over the trailing `normalized_shape` dims (biased variance), then scale
     and shift: `layer_norm` with the node's params."""
-    aux, params = tree["aux"], tree["params"]
+    aux: dict[str, Any] = tree["aux"]
+    params = tree["params"]
     weight, bias = params.get("weight"), params.get("bias")
     shape, eps = aux["normalized_shape"], aux["eps"]
-    return tree, _layer_norm(x, shape, weight, bias, eps, "LayerNorm", "params.")
+    return tree, _layer_norm(jnp.asarray(x), shape, weight, bias, eps, "LayerNorm", "params.")
 
 
 def LayerNorm(
@@ -686,11 +691,13 @@ class RMSNormParams(TypedDict):
 
 
 def rms_norm_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`x / sqrt(mean(x^2) + eps) * weight` over the trailing `normalized_shape` dims."""
-    aux, params = tree["aux"], tree["params"]
+    aux: dict[str, Any] = tree["aux"]
+    params = tree["params"]
     shape = aux["normalized_shape"]
+    x = jnp.asarray(x)
     axes = _check_trailing(x, shape, "RMSNorm")
     eps = aux["eps"]
     xc = x.astype(_compute_dtype(x))
@@ -754,12 +761,14 @@ class GroupNormParams(TypedDict):
 def group_norm_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    x: Float[Array, "batch num_channels *spatial"],
+    x: Float[InputArray, "batch num_channels *spatial"],
 ) -> tuple[StructureTree, Float[Array, "batch num_channels *spatial"]]:
     """Normalise each sample over each group of `num_channels // num_groups` channels
     (and all spatial dims), then scale and shift per channel."""
-    aux, params = tree["aux"], tree["params"]
+    aux: dict[str, Any] = tree["aux"]
+    params = tree["params"]
     groups, channels = aux["num_groups"], aux["num_channels"]
+    x = jnp.asarray(x)
     if x.ndim < 2 or x.shape[1] != channels:
         raise ValueError(
             f"GroupNorm: expected an (N, num_channels={channels}, *) input, found shape "

@@ -15,7 +15,7 @@ import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int, Real
 
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from ._conv import as_tuple
 from ._layer import ConvertChild, Layer, layer
@@ -140,14 +140,15 @@ def _gather_max(x: jax.Array, indices: jax.Array, n: int) -> jax.Array:
     return picked.reshape(indices.shape)
 
 
-def _max_pool(tree: StructureTree, x: jax.Array, who: str) -> Any:
+def _max_pool(tree: StructureTree, x: InputArray, who: str) -> Any:
     """The max of each window (padding never wins); with `return_indices`, `(out, indices)`.
 
     Undilated windows use XLA's max pooling. JAX has no gradient for dilated ones, so
     those gather the max at its index instead, which routes the gradient to the index
     PyTorch picks.
     """
-    aux = tree["aux"]
+    x = jnp.asarray(x)
+    aux: dict[str, Any] = tree["aux"]
     dilation = tuple(aux["dilation"])
     _, pads = _geometry(aux, x, dilation, who)
     indices = None
@@ -163,7 +164,7 @@ def _max_pool(tree: StructureTree, x: jax.Array, who: str) -> Any:
 
 
 def max_pool1d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Real[Array, "*batch length"]
+    tree: StructureTree, global_config: GlobalConfig, x: Real[InputArray, "*batch length"]
 ) -> tuple[
     StructureTree,
     Real[Array, "*batch out_length"]
@@ -175,7 +176,7 @@ def max_pool1d_apply(
 
 
 def max_pool2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Real[Array, "*batch height width"]
+    tree: StructureTree, global_config: GlobalConfig, x: Real[InputArray, "*batch height width"]
 ) -> tuple[
     StructureTree,
     Real[Array, "*batch out_height out_width"]
@@ -186,8 +187,9 @@ def max_pool2d_apply(
     return tree, _max_pool(tree, x, "MaxPool2d")
 
 
-def _avg_pool(aux: Any, x: jax.Array, divisor_override: int | None, who: str) -> jax.Array:
+def _avg_pool(aux: Any, x: InputArray, divisor_override: int | None, who: str) -> jax.Array:
     """The sum of each zero-padded window over PyTorch's divisor."""
+    x = jnp.asarray(x)
     n = len(aux["kernel_size"])
     dilation = (1,) * n
     outs, pads = _geometry(aux, x, dilation, who)
@@ -209,17 +211,17 @@ def _avg_pool(aux: Any, x: jax.Array, divisor_override: int | None, who: str) ->
 
 
 def avg_pool1d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch length"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*batch length"]
 ) -> tuple[StructureTree, Float[Array, "*batch out_length"]]:
     """The mean of each window of `(N, C, L)` or `(C, L)`, with PyTorch's divisor."""
     return tree, _avg_pool(tree["aux"], x, None, "AvgPool1d")
 
 
 def avg_pool2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch height width"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*batch height width"]
 ) -> tuple[StructureTree, Float[Array, "*batch out_height out_width"]]:
     """The mean of each window of `(N, C, H, W)` or `(C, H, W)`, with PyTorch's divisor."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     return tree, _avg_pool(aux, x, aux["divisor_override"], "AvgPool2d")
 
 
@@ -256,9 +258,10 @@ def _resolved(x: jax.Array, sizes: tuple[int | None, ...]) -> list[tuple[int, in
     return [(size, size if out is None else out) for size, out in zip(spatial, sizes, strict=True)]
 
 
-def _adaptive_avg_pool(x: jax.Array, sizes: tuple[int | None, ...], who: str) -> jax.Array:
+def _adaptive_avg_pool(x: InputArray, sizes: tuple[int | None, ...], who: str) -> jax.Array:
     """Means over the adaptive windows, as one averaging matrix per axis (exact float32
     products: `precision=HIGHEST`)."""
+    x = jnp.asarray(x)
     n = len(sizes)
     _check_input(x, n, who)
     y = _accumulator(x)
@@ -287,17 +290,19 @@ def adaptive_avg_pool2d(
 
 
 def adaptive_avg_pool1d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch length"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*batch length"]
 ) -> tuple[StructureTree, Float[Array, "*batch out_length"]]:
     """Means over PyTorch's adaptive windows `[floor(i*in/out), ceil((i+1)*in/out))`."""
-    return tree, _adaptive_avg_pool(x, tree["aux"]["output_size"], "AdaptiveAvgPool1d")
+    aux: dict[str, Any] = tree["aux"]
+    return tree, _adaptive_avg_pool(x, aux["output_size"], "AdaptiveAvgPool1d")
 
 
 def adaptive_avg_pool2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*batch height width"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*batch height width"]
 ) -> tuple[StructureTree, Float[Array, "*batch out_height out_width"]]:
     """Means over PyTorch's adaptive windows `[floor(i*in/out), ceil((i+1)*in/out))` per axis."""
-    return tree, _adaptive_avg_pool(x, tree["aux"]["output_size"], "AdaptiveAvgPool2d")
+    aux: dict[str, Any] = tree["aux"]
+    return tree, _adaptive_avg_pool(x, aux["output_size"], "AdaptiveAvgPool2d")
 
 
 def _adaptive_argmax(x: jax.Array, sizes: tuple[int | None, ...]) -> jax.Array:
@@ -324,7 +329,7 @@ def _adaptive_argmax(x: jax.Array, sizes: tuple[int | None, ...]) -> jax.Array:
 
 
 def adaptive_max_pool2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Real[Array, "*batch height width"]
+    tree: StructureTree, global_config: GlobalConfig, x: Real[InputArray, "*batch height width"]
 ) -> tuple[
     StructureTree,
     Real[Array, "*batch out_height out_width"]
@@ -333,7 +338,8 @@ def adaptive_max_pool2d_apply(
     """The max of each adaptive window (PyTorch's windows, ties to the first index, the
     last NaN wins); with `return_indices`, `(out, indices)`. The max is gathered at its
     index, so the gradient goes to the element PyTorch picks."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
+    x = jnp.asarray(x)
     _check_input(x, 2, "AdaptiveMaxPool2d")
     indices = _adaptive_argmax(x, aux["output_size"])
     y = _gather_max(x, indices, 2)

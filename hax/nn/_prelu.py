@@ -7,7 +7,7 @@ from jaxtyping import Array, Float
 from typing_extensions import TypedDict
 
 from .._torch_attrs import dtype_of
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F, _init
 from ._layer import ConvertChild, layer
@@ -18,7 +18,7 @@ class PReLUParams(TypedDict):
 
 
 def prelu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`x` where `x > 0`, else `weight * x`, one slope per channel (axis 1) or one for all."""
     return tree, F.prelu(x, tree["params"]["weight"])

@@ -4,14 +4,14 @@ from typing import Any
 
 from jaxtyping import Array, Float
 
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F
 from ._layer import ConvertChild, layer
 
 
 def relu6_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Float[Array, "*shape"]
+    tree: StructureTree, global_config: GlobalConfig, x: Float[InputArray, "*shape"]
 ) -> tuple[StructureTree, Float[Array, "*shape"]]:
     """`min(max(x, 0), 6)` elementwise; the gradient is 0 at 0 and 6, like PyTorch's."""
     return tree, F.relu6(x)

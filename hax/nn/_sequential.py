@@ -51,7 +51,8 @@ def named_sequential_apply(
     to match its `state_dict`. The order is kept in `aux` because JAX sorts dict keys
     (`hax.nn.Sequential` numbers its children instead).
     """
-    order = tree["aux"]["order"]
+    aux: dict[str, Any] = tree["aux"]
+    order = aux["order"]
     children = dict(tree["submodules"])
     if sorted(order) != sorted(children):
         raise ValueError(

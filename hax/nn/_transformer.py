@@ -16,10 +16,10 @@ from jaxtyping import Array, Float
 
 from .._config import merge_configs
 from .._module import apply_tree, as_module, bind_module
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._torch_attrs import dtype_of, has
 from .._tree import numbered_children, structure_tree_map
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from ._attention import Mask, MultiheadAttention
 from ._dropout import Dropout
@@ -148,7 +148,7 @@ def layer_modules(
 def transformer_encoder_layer_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    src: Float[Array, "... d_model"],
+    src: Float[InputArray, "... d_model"],
     src_mask: Mask = None,
     src_key_padding_mask: Mask = None,
     is_causal: bool = False,
@@ -164,7 +164,7 @@ def transformer_encoder_layer_apply(
     `src_key_padding_mask` are `MultiheadAttention`'s `attn_mask` and
     `key_padding_mask`; `is_causal` is the hint described there.
     """
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     children, run = children_runner(tree, global_config)
 
     def self_attention(x: jax.Array) -> jax.Array:
@@ -174,7 +174,7 @@ def transformer_encoder_layer_apply(
     def feed_forward(x: jax.Array) -> jax.Array:
         return feed_forward_block(run, aux["activation"], "dropout2", x)
 
-    x = src
+    x = jnp.asarray(src)
     if aux["norm_first"]:
         x = x + self_attention(run("norm1", x))
         x = x + feed_forward(run("norm2", x))
@@ -195,7 +195,7 @@ def TransformerEncoderLayer(
     norm_first: bool = False,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A Transformer encoder layer, as `torch.nn.TransformerEncoderLayer`; run with
@@ -314,7 +314,7 @@ def _copy_layer(tree: StructureTree, index: int) -> StructureTree:
 def transformer_encoder_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    src: Float[Array, "... d_model"],
+    src: Float[InputArray, "... d_model"],
     mask: Mask = None,
     src_key_padding_mask: Mask = None,
     is_causal: bool | None = None,
@@ -330,7 +330,7 @@ def transformer_encoder_apply(
         tree,
         global_config,
         "TransformerEncoder",
-        src,
+        jnp.asarray(src),
         src_mask=mask,
         is_causal=is_causal is True,
         src_key_padding_mask=src_key_padding_mask,

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._config import merge_configs
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._torch_attrs import dtype_of, has
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from ._attention import Mask
 from ._layer import ConvertChild, layer
@@ -36,8 +36,8 @@ from ._transformer import (
 def transformer_decoder_layer_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    tgt: Float[Array, "... d_model"],
-    memory: Float[Array, "... d_model"],
+    tgt: Float[InputArray, "... d_model"],
+    memory: Float[InputArray, "... d_model"],
     tgt_mask: Mask = None,
     memory_mask: Mask = None,
     tgt_key_padding_mask: Mask = None,
@@ -59,8 +59,9 @@ def transformer_decoder_layer_apply(
     with its own length `S`. The masks are `MultiheadAttention`'s `attn_mask` and
     `key_padding_mask`; `tgt_is_causal`/`memory_is_causal` are its `is_causal` hint.
     """
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     children, run = children_runner(tree, global_config)
+    memory = jnp.asarray(memory)
 
     def self_attention(x: jax.Array) -> jax.Array:
         mask, padding = tgt_mask, tgt_key_padding_mask
@@ -73,7 +74,7 @@ def transformer_decoder_layer_apply(
     def feed_forward(x: jax.Array) -> jax.Array:
         return feed_forward_block(run, aux["activation"], "dropout3", x)
 
-    x = tgt
+    x = jnp.asarray(tgt)
     if aux["norm_first"]:
         x = x + self_attention(run("norm1", x))
         x = x + cross_attention(run("norm2", x))
@@ -96,7 +97,7 @@ def TransformerDecoderLayer(
     norm_first: bool = False,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """A Transformer decoder layer, as `torch.nn.TransformerDecoderLayer`; run with
@@ -156,8 +157,8 @@ _TRANSFORMER_DECODER_LAYER = layer(
 def transformer_decoder_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    tgt: Float[Array, "... d_model"],
-    memory: Float[Array, "... d_model"],
+    tgt: Float[InputArray, "... d_model"],
+    memory: Float[InputArray, "... d_model"],
     tgt_mask: Mask = None,
     memory_mask: Mask = None,
     tgt_key_padding_mask: Mask = None,
@@ -175,7 +176,7 @@ def transformer_decoder_apply(
         tree,
         global_config,
         "TransformerDecoder",
-        tgt,
+        jnp.asarray(tgt),
         memory,
         tgt_mask=tgt_mask,
         memory_mask=memory_mask,

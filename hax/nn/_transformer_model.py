@@ -11,9 +11,9 @@ from jaxtyping import Array, Float
 
 from .._config import merge_configs
 from .._module import as_module
-from .._rng import resolve_rng
+from .._rng import RngLike, resolve_rng
 from .._tree import structure_tree_map
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from ._attention import Mask, _xavier_uniform
 from ._layer import ConvertChild, layer
@@ -25,8 +25,8 @@ from ._transformer_decoder import TransformerDecoder, TransformerDecoderLayer
 def transformer_apply(
     tree: StructureTree,
     global_config: GlobalConfig,
-    src: Float[Array, "... d_model"],
-    tgt: Float[Array, "... d_model"],
+    src: Float[InputArray, "... d_model"],
+    tgt: Float[InputArray, "... d_model"],
     src_mask: Mask = None,
     tgt_mask: Mask = None,
     memory_mask: Mask = None,
@@ -125,7 +125,7 @@ def Transformer(
     norm_first: bool = False,
     bias: bool = True,
     *,
-    rng: jax.Array | int | None = None,
+    rng: RngLike | None = None,
     dtype: Any = jnp.float32,
 ) -> Module:
     """An encoder-decoder Transformer, as `torch.nn.Transformer`; run with

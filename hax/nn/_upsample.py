@@ -17,7 +17,7 @@ import numpy as np
 from jax.typing import ArrayLike
 from jaxtyping import Array, Real
 
-from .._types import GlobalConfig, Module, StructureTree
+from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from ._layer import ConvertChild, layer
 from ._pool import _adaptive_avg_pool
@@ -238,10 +238,10 @@ def interpolate(
 
 
 def upsample_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: Real[Array, "batch channels *spatial"]
+    tree: StructureTree, global_config: GlobalConfig, x: Real[InputArray, "batch channels *spatial"]
 ) -> tuple[StructureTree, Real[Array, "batch channels *out_spatial"]]:
     """`interpolate(x, ...)` with the node's arguments."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     return tree, interpolate(
         x,
         aux["size"],

@@ -1,7 +1,7 @@
 """Gradients with respect to params only, with the new buffers threaded out."""
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 import jax
 
@@ -10,6 +10,13 @@ from .._tree import is_structure_tree, merge_trees, split_tree
 
 # Both kinds of model state HAX passes around: a structure tree (for `hax.jit`) or
 # the flat state of `hax.bind_module` (`{"0/params/weight": ...}`, for `jax.jit`).
+S = TypeVar("S")
+"""A model state: a structure tree or a bound state."""
+L = TypeVar("L")
+"""A loss (usually a scalar array)."""
+A = TypeVar("A")
+"""What a loss function returns beside the new state with `has_aux=True`."""
+P = ParamSpec("P")
 
 
 def _is_param_key(key: str) -> bool:
@@ -57,9 +64,27 @@ def _rest_of(new_state: Any, who: str) -> Any:
         ) from None
 
 
+@overload
 def value_and_grad(
-    loss_fn: Callable[..., Any], *, has_aux: bool = False
-) -> Callable[..., tuple[Any, Any]]:
+    loss_fn: Callable[Concatenate[S, P], tuple[L, S]], *, has_aux: Literal[False] = False
+) -> Callable[Concatenate[S, P], tuple[tuple[L, S], dict[str, Any]]]: ...
+
+
+@overload
+def value_and_grad(
+    loss_fn: Callable[Concatenate[S, P], tuple[L, tuple[S, A]]], *, has_aux: Literal[True]
+) -> Callable[Concatenate[S, P], tuple[tuple[L, tuple[S, A]], dict[str, Any]]]: ...
+
+
+@overload
+def value_and_grad(
+    loss_fn: Callable[Concatenate[S, P], tuple[L, Any]], *, has_aux: bool
+) -> Callable[Concatenate[S, P], tuple[tuple[L, Any], dict[str, Any]]]: ...
+
+
+def value_and_grad(
+    loss_fn: Callable[Concatenate[S, P], tuple[L, Any]], *, has_aux: bool = False
+) -> Callable[Concatenate[S, P], tuple[tuple[L, Any], dict[str, Any]]]:
     """Differentiate a loss with respect to the params of a model state only.
 
     `loss_fn(state, *args, **kwargs)` returns `(loss, new_state)`, or `(loss,
@@ -68,7 +93,8 @@ def value_and_grad(
     statistics, advanced RNG keys). The returned function has the same arguments and
     returns `((loss, new_state), grads)` (or `((loss, (new_state, aux)), grads)`),
     with `grads` shaped like `split_params(state)[0]`. Buffers, `aux` and the
-    config are not differentiated.
+    config are not differentiated. The types follow `loss_fn`'s: its arguments, its
+    state type and its loss type.
 
     **Example:**
     ```python
@@ -80,7 +106,7 @@ def value_and_grad(
     ```
     """
 
-    def on_params(params: Any, rest: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    def on_params(params: Any, rest: Any, *args: P.args, **kwargs: P.kwargs) -> tuple[L, Any]:
         out = loss_fn(merge_params(params, rest), *args, **kwargs)
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError(
@@ -96,8 +122,11 @@ def value_and_grad(
 
     grad_fn = jax.value_and_grad(on_params, has_aux=True)
 
-    def value_and_grad_fn(state: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    def value_and_grad_fn(
+        state: S, /, *args: P.args, **kwargs: P.kwargs
+    ) -> tuple[tuple[L, Any], dict[str, Any]]:
         params, rest = split_params(state)
-        return grad_fn(params, rest, *args, **kwargs)
+        out: tuple[tuple[L, Any], dict[str, Any]] = grad_fn(params, rest, *args, **kwargs)
+        return out
 
     return value_and_grad_fn

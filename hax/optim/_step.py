@@ -1,14 +1,17 @@
 """`train_step`: one optax update of a model state, as a pure, jittable function."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from ._grad import merge_params, split_params, value_and_grad
+from ._grad import S, merge_params, split_params, value_and_grad
 from ._loss_scale import DynamicLossScaleState, select_tree
+
+B = TypeVar("B")
+"""A batch, as the loss function takes it."""
 
 
 def _holds_loss_scale(opt_state: Any) -> bool:
@@ -22,11 +25,11 @@ def params_of(state: Any) -> Any:
 
 
 def train_step(
-    loss_fn: Callable[[Any, Any], Any],
+    loss_fn: Callable[[S, B], tuple[Any, Any]],
     optimizer: optax.GradientTransformation,
     *,
     has_aux: bool = False,
-) -> Callable[[Any, Any, Any], tuple[Any, Any, dict[str, Any]]]:
+) -> Callable[[S, Any, B], tuple[S, Any, dict[str, Any]]]:
     """Build `step(state, opt_state, batch) -> (state, opt_state, metrics)`.
 
     `loss_fn(state, batch)` returns `(loss, new_state)`, or `(loss, (new_state,
@@ -55,13 +58,13 @@ def train_step(
     """
     grad_fn = value_and_grad(loss_fn, has_aux=has_aux)
 
-    def scaled_loss(state: Any, batch: Any, scale: Any) -> Any:
+    def scaled_loss(state: S, batch: B, scale: jax.Array) -> tuple[jax.Array, Any]:
         loss, out = loss_fn(state, batch)
         return loss.astype(jnp.float32) * scale, out
 
     scaled_grad_fn = value_and_grad(scaled_loss, has_aux=has_aux)
 
-    def step(state: Any, opt_state: Any, batch: Any) -> tuple[Any, Any, dict[str, Any]]:
+    def step(state: S, opt_state: Any, batch: B) -> tuple[S, Any, dict[str, Any]]:
         scaled = isinstance(opt_state, DynamicLossScaleState)
         if not scaled and _holds_loss_scale(opt_state):
             raise TypeError(

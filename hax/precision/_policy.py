@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from .._tree import structure_tree_map
 from .._types import ApplyFn, GlobalConfig, StructureTree
@@ -27,34 +28,45 @@ FLOAT32_APPLIES: frozenset[Any] = _float32_applies()
 and softmaxes, whose reductions lose too much in 16-bit floats."""
 
 
-def _dtype_name(dtype: Any) -> str:
+def _dtype_name(dtype: DTypeLike) -> str:
     return str(jnp.dtype(dtype).name)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Policy:
     """Which dtype params are kept in, computed in, and returned in.
 
     The usual choice is `Policy(compute_dtype="bfloat16")` (or `"float16"` with
     dynamic loss scaling, `hax.optim.dynamic_loss_scale`): float32 params (the
     optimizer updates them in full precision), 16-bit activations and matmuls,
-    float32 outputs so the loss is computed in float32.
+    float32 outputs so the loss is computed in float32. Each argument is any dtype
+    (`jnp.bfloat16`, `"bfloat16"`, a `np.dtype`); the fields hold its name, so a
+    policy is hashable, JSON-like and compared by value.
     """
 
-    param_dtype: str = "float32"
-    compute_dtype: str = "float32"
-    output_dtype: str = "float32"
+    param_dtype: str
+    compute_dtype: str
+    output_dtype: str
 
-    def __post_init__(self) -> None:
-        for field in ("param_dtype", "compute_dtype", "output_dtype"):
-            value = getattr(self, field)
+    def __init__(
+        self,
+        param_dtype: DTypeLike = "float32",
+        compute_dtype: DTypeLike = "float32",
+        output_dtype: DTypeLike = "float32",
+    ) -> None:
+        given = {
+            "param_dtype": param_dtype,
+            "compute_dtype": compute_dtype,
+            "output_dtype": output_dtype,
+        }
+        for field, value in given.items():
             try:
                 name = _dtype_name(value)
             except TypeError:
                 raise TypeError(f"Policy: {field}={value!r} is not a dtype") from None
             if not jnp.issubdtype(name, jnp.floating):
                 raise TypeError(f"Policy: {field} must be a floating dtype, found {name}")
-            object.__setattr__(self, field, name)  # a name: hashable, JSON-like, comparable
+            object.__setattr__(self, field, name)
 
 
 def _is_float(x: Any) -> bool:
@@ -69,7 +81,8 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
 @dataclasses.dataclass(frozen=True)
 class NodeDtype:
     """A node's apply, run in `dtype`: floating inputs cast to it, floating outputs
-    cast back to `outer` (the dtype around it)."""
+    cast back to `outer` (the dtype around it). The node it returns keeps this apply,
+    whatever `inner` put there (a `hax.surgery.wrap` returns its own)."""
 
     inner: ApplyFn
     dtype: str
@@ -80,6 +93,8 @@ class NodeDtype:
     ) -> tuple[StructureTree, Any]:
         args, kwargs = cast_floating((args, kwargs), self.dtype)
         new_tree, out = self.inner(tree, global_config, *args, **kwargs)
+        if new_tree["apply"] is not self:
+            new_tree = {**new_tree, "apply": self}
         return new_tree, cast_floating(out, self.outer)
 
 
@@ -103,7 +118,8 @@ class PolicyApply:
         return spec_of(self.inner)
 
     def _node_dtype(self, node: StructureTree, outer: str) -> str:
-        name = node["aux"].get(AUX_KEY)
+        aux: dict[str, Any] = node["aux"]
+        name = aux.get(AUX_KEY)
         if name is not None:
             return _dtype_name(name)
         if any(a in self.float32_applies for a in unwrapped(node["apply"])):  # wraps too
@@ -186,4 +202,4 @@ def mixed_precision(
     if float32_applies is None:
         float32_applies = _float32_applies()
     wrapped = PolicyApply(inner, policy, frozenset(float32_applies))
-    return {**stored, "apply": wrapped}  # type: ignore[typeddict-item]  # structure_tree_map returns Any
+    return {**stored, "apply": wrapped}

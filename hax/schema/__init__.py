@@ -8,11 +8,11 @@
   `hax.nn.layer`, which declares the rest of the layer with it).
 """
 
+from .._types import AuxValue as AuxValue
 from ._errors import Problem as Problem, ValidationError as ValidationError
 from ._node import (
     CONFIG_ADAPTER as CONFIG_ADAPTER,
     NODE_ADAPTER as NODE_ADAPTER,
-    AuxValue as AuxValue,
     NodeSchema as NodeSchema,
 )
 from ._spec import (

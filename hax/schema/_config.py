@@ -7,7 +7,7 @@ the one `CONFIG_ADAPTER` gives on the whole (a property test compares them).
 """
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
@@ -45,11 +45,12 @@ def _value_path(root: Any, loc: tuple[Any, ...]) -> list[str]:
 
 
 def _schema_says(
-    adapter: pydantic.TypeAdapter[Any], value: Any, link: Link
+    validate: Callable[[Any], object], value: Any, link: Link
 ) -> list[tuple[str, str]]:
-    """`(key, found)` for each error the schema finds in `value`, found at `link`."""
+    """`(key, found)` for each error `validate` (a schema's `validate_python`) finds in
+    `value`, found at `link`."""
     try:
-        adapter.validate_python(value)
+        validate(value)
     except pydantic.ValidationError as err:
         base = link_str(link, ".")
         out = []
@@ -64,7 +65,7 @@ def json_problems(config: Any) -> list[tuple[str, str]]:
     """`(key, found)` for every part of `config` that is not JSON, in the order the
     schema reports them; keys read `"global_config.x.a.1"`."""
     if type(config) is not dict:
-        return _schema_says(CONFIG_ADAPTER, config, None)
+        return _schema_says(CONFIG_ADAPTER.validate_python, config, None)
     out: list[tuple[str, str]] = []
     active: set[int] = set()  # containers on the current path, to find cycles
     done: set[int] = set()  # containers already walked (a shared one is walked once)
@@ -75,13 +76,13 @@ def json_problems(config: Any) -> list[tuple[str, str]]:
             active.discard(value)
             continue
         if what == _KEY:
-            out.extend(_schema_says(CONFIG_KEY_ADAPTER, value, link))
+            out.extend(_schema_says(CONFIG_KEY_ADAPTER.validate_python, value, link))
             continue
         kind = type(value)
         if kind is str or kind is int or kind is float or kind is bool or value is None:
             continue
         if kind is not dict and kind is not list:
-            out.extend(_schema_says(JSON_VALUE_ADAPTER, value, link))
+            out.extend(_schema_says(JSON_VALUE_ADAPTER.validate_python, value, link))
             continue
         if id(value) in active:
             key = "global_config." + link_str(link, ".")

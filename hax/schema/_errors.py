@@ -71,7 +71,7 @@ class ValidationError(ValueError):
     """
 
     def __init__(self, errors: list[Problem]) -> None:
-        self.errors = list(errors)
+        self.errors: list[Problem] = list(errors)
         super().__init__(self._message())
 
     def _message(self) -> str:

@@ -13,20 +13,17 @@ from pydantic import (
     ConfigDict,
     JsonValue,
     PlainValidator,
-    Strict,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
     StrictStr,
     StringConstraints,
     TypeAdapter,
     with_config,
 )
 from pydantic_core import PydanticCustomError
-from typing_extensions import TypeAliasType, TypedDict
+from typing_extensions import TypedDict
 
+from .._types import is_aux_value
 from ._errors import describe
-from ._values import apply_problem, array_tree_problem, is_aux_value
+from ._values import apply_problem, array_tree_problem
 
 
 def _check_array_tree(value: Any) -> Any:
@@ -63,11 +60,6 @@ def _check_aux_value(value: Any) -> Any:
 
 
 ArrayTree = Annotated[Any, AfterValidator(_check_array_tree)]
-AuxValue = TypeAliasType(
-    "AuxValue",
-    "StrictBool | StrictInt | StrictFloat | StrictStr"
-    " | Annotated[tuple[AuxValue, ...], Strict()] | None",
-)
 NodeName = Annotated[StrictStr, StringConstraints(min_length=1, pattern=r"^[^/]+$")]
 
 

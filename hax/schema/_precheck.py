@@ -10,11 +10,11 @@ the problems.
 
 from typing import Any
 
+from .._types import is_aux_value
 from ._values import (
     APPLY_CHECKED,
     ARRAY_CLASSES,
     apply_problem,
-    is_aux_value,
 )
 
 _MISSING = object()

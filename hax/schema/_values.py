@@ -1,4 +1,5 @@
-"""The checks behind the schema's validators: array pytrees, aux values, applies.
+"""The checks behind the schema's validators: array pytrees and applies (the rule for
+aux values lives with its type, `hax._types.is_aux_value`).
 
 They are plain Python so that both the pydantic schema and the exact pre-check call
 the same rule. They walk nested values with an explicit stack (any depth; cycles are
@@ -9,7 +10,7 @@ while reading one into a problem, so no value can crash validation.
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import numpy as np
@@ -24,7 +25,6 @@ much deeper one fails inside JAX (around Python's recursion limit, 1,000)."""
 
 NOT_ARRAY = "a JAX or NumPy array (or a pytree of them)"
 
-_NoneType = type(None)
 ARRAY_CLASSES: set[type] = {np.ndarray}
 """Classes whose every instance is an array; grows with those met (e.g. jax's ArrayImpl)."""
 _LEAVE = object()  # a stack entry that marks the end of a container's children
@@ -43,9 +43,12 @@ def is_array(value: Any) -> bool:
     return False
 
 
-Link = tuple["Link", str] | None
-"""A path as a chain of `(parent, name)` links, shared by all paths below it; `None`
-is the top. Turned into a string only when a problem is reported."""
+if TYPE_CHECKING:
+    Link: TypeAlias = tuple["Link", str] | None
+    """A path as a chain of `(parent, name)` links, shared by all paths below it;
+    `None` is the top. Turned into a string only when a problem is reported."""
+else:  # beartype cannot follow a recursive alias: at runtime the parent is not checked
+    Link = tuple[object, str] | None
 
 
 def link_str(link: Link, sep: str = "/") -> str:
@@ -134,32 +137,6 @@ def array_tree_problem(value: Any) -> tuple[str, str, str] | None:
     if bad:
         return "hax_not_array", NOT_ARRAY, f"{name} with non-array leaves {', '.join(bad)}"
     return None
-
-
-def _is_aux_scalar(kind: type) -> bool:
-    # `is`, not `in`: a metaclass's `__eq__`/`__hash__` never runs.
-    return kind is bool or kind is int or kind is float or kind is str or kind is _NoneType
-
-
-def is_aux_value(value: Any) -> bool:
-    """Whether `value` is a bool, int, float, str, None or a (nested) tuple of them, by
-    exact type: no 0-d arrays or NumPy scalars (they hash poorly). Any depth."""
-    kind = type(value)
-    if _is_aux_scalar(kind):
-        return True
-    if kind is not tuple:
-        return False
-    stack, seen = [value], {id(value)}
-    while stack:
-        for item in stack.pop():
-            kind = type(item)
-            if kind is tuple:
-                if id(item) not in seen:
-                    seen.add(id(item))
-                    stack.append(item)
-            elif not _is_aux_scalar(kind):
-                return False
-    return True
 
 
 APPLY_CHECKED: dict[int, tuple[Any, tuple[str, str] | None]] = {}

@@ -29,7 +29,7 @@ class ShardingError(ValueError):
     """Rules that cannot be applied; `problems` lists each offending path."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
+        self.problems: list[str] = list(problems)
         n = len(problems)
         lines = [f"{n} sharding problem{'s' if n != 1 else ''}:", *(f"  {p}" for p in problems)]
         super().__init__("\n".join(lines))

@@ -28,7 +28,7 @@ _REMOVABLE = (sequential_apply, chain_apply)
 def _copy(tree: StructureTree) -> StructureTree:
     """New node dicts all the way down (arrays shared), so one module placed at several
     paths gives distinct nodes."""
-    return structure_tree_map(  # type: ignore[no-any-return]  # the map rebuilds a tree
+    return structure_tree_map(
         lambda n, path: {k: dict(v) if isinstance(v, dict) else v for k, v in n.items()}, tree
     )
 

@@ -20,7 +20,7 @@ def _set_frozen(tree: StructureTree, selector: Selector, frozen: bool, who: str)
         return {**node, "aux": {**aux, FROZEN: True} if frozen else aux}
 
     def mark_all(node: StructureTree, path: tuple[str, ...]) -> StructureTree:
-        return structure_tree_map(mark, node)  # type: ignore[no-any-return]  # a tree
+        return structure_tree_map(mark, node)
 
     # A match inside another is marked with it: outermost.
     return validate(match(tree, selector, who).set(tree, mark_all, order="outermost"))
@@ -70,9 +70,10 @@ def trainable_mask(tree: StructureTree, *, flat: bool = False) -> dict[str, Any]
     """
 
     if not flat:
-        return structure_tree_map(  # type: ignore[no-any-return]  # the map rebuilds a tree
+        params = structure_tree_map(
             lambda n, path: {"params": _filled(n["params"], _trainable(n))}, tree
         )
+        return dict(params)
     return {
         address.entry: _filled(value, _trainable(node))
         for path, node in named_nodes(tree)

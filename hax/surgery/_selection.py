@@ -29,7 +29,7 @@ class Selection(Sequence[NodePath]):
 
     def __init__(self, paths: Sequence[NodePath], query: str) -> None:
         self.paths: tuple[NodePath, ...] = tuple(paths)
-        self.query = query
+        self.query: str = query
 
     @overload
     def __getitem__(self, index: int) -> NodePath: ...

@@ -47,8 +47,8 @@ class Tied:
     __slots__ = ("__weakref__", "inner", "ties")
 
     def __init__(self, inner: ApplyFn, ties: tuple[Tie, ...]) -> None:
-        self.inner = inner
-        self.ties = ties
+        self.inner: ApplyFn = inner
+        self.ties: tuple[Tie, ...] = ties
 
     def __call__(
         self, tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
@@ -99,7 +99,7 @@ def tie(tree: StructureTree, ties: Mapping[str, str]) -> StructureTree:
             raise ValueError(f"hax.surgery.tie: {dst_name} and {src_name} are of different kinds")
         _get(new, src)  # the source must exist: KeyError names what is there
         owner = get_subtree(new, dst.path)
-        aux = owner["aux"]
+        aux: dict[str, Any] = owner["aux"]
         listed = aux.get(TIED, ())
         new = _drop(
             set_subtree(new, dst.path, {**owner, "aux": {**aux, TIED: (*listed, dst.name)}}), dst

@@ -29,8 +29,8 @@ class Wrapped:
                 "hax.surgery.wrap: fn must be a callable fn(inner_apply, tree, config, *args, "
                 f"**kwargs) -> (tree, out), found {type(fn).__name__}"
             )
-        self.fn = fn
-        self.inner = inner
+        self.fn: WrapFn = fn
+        self.inner: ApplyFn = inner
 
     def __call__(
         self, tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any

@@ -1,4 +1,5 @@
-# The part of optax's API that HAX uses (optax ships no py.typed marker).
+# The part of optax's API that HAX uses (optax ships no py.typed marker). Shipped in
+# HAX's wheel as the partial stub-only package `optax-stubs`.
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 

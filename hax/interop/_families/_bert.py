@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import ApplyFn
+from ..._types import ApplyFn, InputArray
 from ._attention import self_attention
 from ._hf_common import (
     base_model,
@@ -42,7 +42,7 @@ def _embed(
     org: StateOrganizer,
     input_ids: jax.Array | None,
     token_type_ids: jax.Array | None,
-    position_ids: jax.Array,
+    position_ids: InputArray,
     inputs_embeds: jax.Array | None,
 ) -> jax.Array:
     """Word + token-type + position embeddings, then LayerNorm and dropout."""
@@ -67,13 +67,17 @@ def _embed(
 @organized_apply
 def bert_embeddings_apply(
     org: StateOrganizer,
-    input_ids: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
+    input_ids: InputArray | None = None,
+    token_type_ids: InputArray | None = None,
+    position_ids: InputArray | None = None,
+    inputs_embeds: InputArray | None = None,
     cache_length: int = 0,
 ) -> jax.Array:
     """`BertEmbeddings`: positions `0..L-1` (the `position_ids` buffer) by default."""
+    input_ids = None if input_ids is None else jnp.asarray(input_ids)
+    token_type_ids = None if token_type_ids is None else jnp.asarray(token_type_ids)
+    position_ids = None if position_ids is None else jnp.asarray(position_ids)
+    inputs_embeds = None if inputs_embeds is None else jnp.asarray(inputs_embeds)
     if position_ids is None:
         seq_length = _input_shape(input_ids, inputs_embeds)[1]
         position_ids = org.position_ids[:, cache_length : seq_length + cache_length]
@@ -83,14 +87,18 @@ def bert_embeddings_apply(
 @organized_apply
 def roberta_embeddings_apply(
     org: StateOrganizer,
-    input_ids: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
+    input_ids: InputArray | None = None,
+    token_type_ids: InputArray | None = None,
+    position_ids: InputArray | None = None,
+    inputs_embeds: InputArray | None = None,
     cache_length: int = 0,
 ) -> jax.Array:
     """`RobertaEmbeddings`: positions count from `padding_idx + 1` over the non-padding
     tokens (padding tokens keep `padding_idx`)."""
+    input_ids = None if input_ids is None else jnp.asarray(input_ids)
+    token_type_ids = None if token_type_ids is None else jnp.asarray(token_type_ids)
+    position_ids = None if position_ids is None else jnp.asarray(position_ids)
+    inputs_embeds = None if inputs_embeds is None else jnp.asarray(inputs_embeds)
     padding_idx = org.padding_idx
     if position_ids is None:
         if input_ids is not None:
@@ -105,9 +113,10 @@ def roberta_embeddings_apply(
 
 @organized_apply
 def bert_self_attention_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """`BertSelfAttention` (eager): `(attn_output, attn_weights)`."""
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     query, key, value = (f(hidden_states) for f in (org.query, org.key, org.value))
     head_dim, scaling = org.attention_head_size, org.scaling
     return self_attention(query, key, value, head_dim, scaling, attention_mask, org.dropout)
@@ -115,7 +124,7 @@ def bert_self_attention_apply(
 
 @organized_apply
 def bert_self_output_apply(
-    org: StateOrganizer, hidden_states: jax.Array, input_tensor: jax.Array
+    org: StateOrganizer, hidden_states: InputArray, input_tensor: InputArray
 ) -> jax.Array:
     """`BertSelfOutput`, `BertOutput`: dense, dropout, then LayerNorm of the residual sum."""
     hidden_states = org.dropout(org.dense(hidden_states))
@@ -125,7 +134,7 @@ def bert_self_output_apply(
 
 @organized_apply
 def bert_attention_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """`BertAttention` (self-attention only): `(attention_output, attn_weights)`."""
     if org.is_cross_attention:
@@ -135,7 +144,7 @@ def bert_attention_apply(
 
 
 @organized_apply
-def bert_intermediate_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def bert_intermediate_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`BertIntermediate`: dense, then the `hidden_act` activation."""
     out: jax.Array = org.intermediate_act_fn(org.dense(hidden_states))
     return out
@@ -143,7 +152,7 @@ def bert_intermediate_apply(org: StateOrganizer, hidden_states: jax.Array) -> ja
 
 @organized_apply
 def bert_layer_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> jax.Array:
     """`BertLayer`: self-attention, then the feed-forward block (chunking the feed-forward
     over the sequence, `chunk_size_feed_forward`, gives the same values, so it runs whole)."""
@@ -156,11 +165,11 @@ def bert_layer_apply(
 def bert_model_apply(
     org: StateOrganizer,
     /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    token_type_ids: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
+    input_ids: InputArray | None = None,
+    attention_mask: InputArray | None = None,
+    token_type_ids: InputArray | None = None,
+    position_ids: InputArray | None = None,
+    inputs_embeds: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`BertModel` (and `ElectraModel`, which projects the embeddings and has no pooler):
@@ -187,7 +196,7 @@ def bert_model_apply(
 
 @organized_apply
 def bert_prediction_head_transform_apply(
-    org: StateOrganizer, hidden_states: jax.Array
+    org: StateOrganizer, hidden_states: InputArray
 ) -> jax.Array:
     """`BertPredictionHeadTransform`: dense, activation, LayerNorm."""
     out: jax.Array = org.LayerNorm(org.transform_act_fn(org.dense(hidden_states)))
@@ -195,21 +204,21 @@ def bert_prediction_head_transform_apply(
 
 
 @organized_apply
-def bert_lm_prediction_head_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def bert_lm_prediction_head_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`BertLMPredictionHead`: transform, then the decoder (tied to the word embeddings)."""
     out: jax.Array = org.decoder(org.transform(hidden_states))
     return out
 
 
 @organized_apply
-def bert_only_mlm_head_apply(org: StateOrganizer, sequence_output: jax.Array) -> jax.Array:
+def bert_only_mlm_head_apply(org: StateOrganizer, sequence_output: InputArray) -> jax.Array:
     """`BertOnlyMLMHead`: the prediction head."""
     out: jax.Array = org.predictions(sequence_output)
     return out
 
 
 @organized_apply
-def roberta_lm_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+def roberta_lm_head_apply(org: StateOrganizer, features: InputArray) -> jax.Array:
     """`RobertaLMHead`: dense, exact GELU, LayerNorm, decoder."""
     x = jax.nn.gelu(org.dense(features), approximate=False)
     out: jax.Array = org.decoder(org.layer_norm(x))
@@ -226,14 +235,16 @@ def _classification_head(
 
 
 @organized_apply
-def roberta_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+def roberta_classification_head_apply(org: StateOrganizer, features: InputArray) -> jax.Array:
     """`RobertaClassificationHead`: the classification head with tanh."""
+    features = jnp.asarray(features)
     return _classification_head(org, features, jnp.tanh)
 
 
 @organized_apply
-def electra_classification_head_apply(org: StateOrganizer, features: jax.Array) -> jax.Array:
+def electra_classification_head_apply(org: StateOrganizer, features: InputArray) -> jax.Array:
     """`ElectraClassificationHead`: as RoBERTa's, with its `activation` (GELU) for tanh."""
+    features = jnp.asarray(features)
     return _classification_head(org, features, org.activation)
 
 
@@ -252,14 +263,15 @@ def _head(
     def head_apply(
         org: StateOrganizer,
         /,
-        input_ids: jax.Array | None = None,
-        attention_mask: jax.Array | None = None,
-        token_type_ids: jax.Array | None = None,
-        position_ids: jax.Array | None = None,
-        inputs_embeds: jax.Array | None = None,
-        labels: jax.Array | None = None,
+        input_ids: InputArray | None = None,
+        attention_mask: InputArray | None = None,
+        token_type_ids: InputArray | None = None,
+        position_ids: InputArray | None = None,
+        inputs_embeds: InputArray | None = None,
+        labels: InputArray | None = None,
         **options: Any,
     ) -> dict[str, jax.Array]:
+        labels = None if labels is None else jnp.asarray(labels)
         reject_options(who, options)
         outputs = base_model(org)(
             input_ids=input_ids,
@@ -303,7 +315,7 @@ roberta_for_masked_lm_apply = _head(
 )
 
 
-_LAYERS = {
+_LAYERS: dict[str, ApplyFn] = {
     "SelfAttention": bert_self_attention_apply,
     "SelfOutput": bert_self_output_apply,
     "Attention": bert_attention_apply,

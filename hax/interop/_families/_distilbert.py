@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import InputArray
 from ._attention import self_attention
 from ._hf_common import (
     check_model_inputs,
@@ -25,9 +26,9 @@ from ._registry import register_all
 @organized_apply
 def embeddings_apply(
     org: StateOrganizer,
-    input_ids: jax.Array | None,
-    inputs_embeds: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
+    input_ids: InputArray | None,
+    inputs_embeds: InputArray | None = None,
+    position_ids: InputArray | None = None,
 ) -> jax.Array:
     """`Embeddings`: word + position embeddings (positions `0..L-1` by default), then
     LayerNorm and dropout."""
@@ -44,9 +45,10 @@ def embeddings_apply(
 
 @organized_apply
 def self_attention_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """`DistilBertSelfAttention` (eager): `(attn_output, attn_weights)`."""
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     query, key, value = (f(hidden_states) for f in (org.q_lin, org.k_lin, org.v_lin))
     head_dim, scaling = org.attention_head_size, org.scaling
     out, weights = self_attention(query, key, value, head_dim, scaling, attention_mask, org.dropout)
@@ -54,7 +56,7 @@ def self_attention_apply(
 
 
 @organized_apply
-def ffn_apply(org: StateOrganizer, input: jax.Array) -> jax.Array:
+def ffn_apply(org: StateOrganizer, input: InputArray) -> jax.Array:
     """`FFN`: lin1, activation, lin2, dropout (chunking over the sequence gives the same
     values, so it runs whole)."""
     out: jax.Array = org.dropout(org.lin2(org.activation(org.lin1(input))))
@@ -63,7 +65,7 @@ def ffn_apply(org: StateOrganizer, input: jax.Array) -> jax.Array:
 
 @organized_apply
 def transformer_block_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> jax.Array:
     """`TransformerBlock`: self-attention and feed-forward, each a LayerNorm of the
     residual sum."""
@@ -77,10 +79,10 @@ def transformer_block_apply(
 def distilbert_model_apply(
     org: StateOrganizer,
     /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
+    input_ids: InputArray | None = None,
+    attention_mask: InputArray | None = None,
+    inputs_embeds: InputArray | None = None,
+    position_ids: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`DistilBertModel`: `{"last_hidden_state"}`; `attention_mask` is a `(batch, seq)`
@@ -95,15 +97,16 @@ def distilbert_model_apply(
 def distilbert_for_sequence_classification_apply(
     org: StateOrganizer,
     /,
-    input_ids: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
-    inputs_embeds: jax.Array | None = None,
-    position_ids: jax.Array | None = None,
-    labels: jax.Array | None = None,
+    input_ids: InputArray | None = None,
+    attention_mask: InputArray | None = None,
+    inputs_embeds: InputArray | None = None,
+    position_ids: InputArray | None = None,
+    labels: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`DistilBertForSequenceClassification`: the first token through `pre_classifier`,
     ReLU, dropout and `classifier`; `"loss"` with `labels`."""
+    labels = None if labels is None else jnp.asarray(labels)
     reject_options("DistilBertForSequenceClassification", options)
     hidden_state = org.distilbert(
         input_ids=input_ids,

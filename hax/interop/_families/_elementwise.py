@@ -6,9 +6,10 @@ import functools
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import ApplyFn, GlobalConfig, StructureTree
+from ..._types import ApplyFn, GlobalConfig, InputArray, StructureTree
 
 
 @functools.cache
@@ -16,8 +17,9 @@ def elementwise(fn: Callable[[jax.Array], jax.Array]) -> ApplyFn:
     """The apply of a module whose forward is `fn(x)` (one apply per `fn`)."""
 
     def apply(
-        tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+        tree: StructureTree, global_config: GlobalConfig, x: InputArray
     ) -> tuple[StructureTree, jax.Array]:
+        x = jnp.asarray(x)
         return tree, fn(x)
 
     return apply
@@ -34,7 +36,8 @@ def scaled_by(param: str) -> ApplyFn:
     `lambda1`)."""
 
     @organized_apply
-    def apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+    def apply(org: StateOrganizer, x: InputArray) -> jax.Array:
+        x = jnp.asarray(x)
         factor: jax.Array = getattr(org, param)
         return x * factor
 

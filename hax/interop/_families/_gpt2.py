@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import InputArray
 from ._attention import attention, split_heads
 from ._hf_common import causal_lm_apply, check_model_inputs, config_reader
 from ._hf_masks import bidirectional_mask, causal_mask, packing_positions, use_cache_default
@@ -15,7 +16,7 @@ from ._registry import register_all
 
 
 @organized_apply
-def conv1d_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+def conv1d_apply(org: StateOrganizer, x: InputArray) -> jax.Array:
     """`Conv1D`: `x @ weight + bias`, the weight `(nx, nf)`."""
     out: jax.Array = x @ org.weight + org.bias
     return out
@@ -24,15 +25,18 @@ def conv1d_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
 @organized_apply
 def gpt2_attention_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
-    attention_mask: jax.Array | None = None,
-    encoder_hidden_states: jax.Array | None = None,
-    encoder_attention_mask: jax.Array | None = None,
+    hidden_states: InputArray,
+    attention_mask: InputArray | None = None,
+    encoder_hidden_states: InputArray | None = None,
+    encoder_attention_mask: InputArray | None = None,
 ) -> jax.Array:
     """`GPT2Attention`, self-attention or (with `encoder_hidden_states`) cross-attention."""
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     if encoder_hidden_states is not None:
         query = org.q_attn(hidden_states)
-        attention_mask = encoder_attention_mask
+        attention_mask = (
+            None if encoder_attention_mask is None else jnp.asarray(encoder_attention_mask)
+        )
         key, value = jnp.split(org.c_attn(encoder_hidden_states), 2, axis=2)
     else:
         query, key, value = jnp.split(org.c_attn(hidden_states), 3, axis=2)
@@ -44,7 +48,7 @@ def gpt2_attention_apply(
 
 
 @organized_apply
-def gpt2_mlp_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def gpt2_mlp_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`GPT2MLP`: `c_fc`, activation, `c_proj`, dropout."""
     out: jax.Array = org.dropout(org.c_proj(org.act(org.c_fc(hidden_states))))
     return out
@@ -53,10 +57,10 @@ def gpt2_mlp_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
 @organized_apply
 def gpt2_block_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
-    attention_mask: jax.Array | None = None,
-    encoder_hidden_states: jax.Array | None = None,
-    encoder_attention_mask: jax.Array | None = None,
+    hidden_states: InputArray,
+    attention_mask: InputArray | None = None,
+    encoder_hidden_states: InputArray | None = None,
+    encoder_attention_mask: InputArray | None = None,
 ) -> jax.Array:
     """`GPT2Block`: pre-norm attention, cross-attention when given encoder states, MLP,
     each with a residual."""
@@ -85,13 +89,14 @@ def gpt2_model_apply(
     attention_mask: Any = None,
     token_type_ids: Any = None,
     position_ids: Any = None,
-    inputs_embeds: jax.Array | None = None,
-    encoder_hidden_states: jax.Array | None = None,
+    inputs_embeds: InputArray | None = None,
+    encoder_hidden_states: InputArray | None = None,
     encoder_attention_mask: Any = None,
     use_cache: bool | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`GPT2Model`: `{"last_hidden_state": ...}`."""
+    inputs_embeds = None if inputs_embeds is None else jnp.asarray(inputs_embeds)
     check_model_inputs("GPT2Model", options, input_ids, inputs_embeds)
     if inputs_embeds is not None:
         input_shape = inputs_embeds.shape[:-1]

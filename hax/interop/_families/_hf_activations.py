@@ -4,34 +4,36 @@
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from ..._types import GlobalConfig, StructureTree
+from ..._types import GlobalConfig, InputArray, StructureTree
 from ...nn.functional import gelu, mish, relu, silu
 from ._elementwise import elementwise, quick_gelu
 from ._registry import register_all
 
 
 def accurate_gelu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """`AccurateGELUActivation`: the tanh form with its `precomputed_constant`."""
-    c = tree["aux"]["precomputed_constant"]
+    x = jnp.asarray(x)
+    c: float = tree["aux"]["precomputed_constant"]  # type: ignore[assignment]  # set by the converter
     return tree, 0.5 * x * (1 + jnp.tanh(c * (x + 0.044715 * x**3)))
 
 
 def clipped_gelu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """`ClippedGELUActivation`: the exact GELU clipped to `[min, max]`."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     return tree, jnp.clip(gelu(x), aux["min"], aux["max"])
 
 
 def xielu_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """`XIELUActivation` (its Python form), with learned `alpha_p`, `alpha_n`."""
     params, buffers = tree["params"], tree["buffers"]

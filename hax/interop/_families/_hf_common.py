@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import ApplyFn, AuxValue
+from ..._types import ApplyFn, AuxValue, InputArray
 from ...nn.functional import cross_entropy, mse_loss
 from ._registry import register_all
 
@@ -172,14 +172,16 @@ def run_layers(layers: Any, hidden_states: jax.Array, attention_mask: Any) -> ja
 
 @organized_apply
 def encoder_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> jax.Array:
     """`BertEncoder`, DistilBERT's `Transformer`: the layers of `layer` in order."""
+    hidden_states = jnp.asarray(hidden_states)
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     return run_layers(org.layer, hidden_states, attention_mask)
 
 
 @organized_apply
-def gated_mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+def gated_mlp_apply(org: StateOrganizer, x: InputArray) -> jax.Array:
     """`LlamaMLP`, `Dinov2SwiGLUFFN`: `down_proj(act_fn(gate_proj(x)) * up_proj(x))`."""
     out: jax.Array = org.down_proj(org.act_fn(org.gate_proj(x)) * org.up_proj(x))
     return out
@@ -202,7 +204,7 @@ def fused_gated_mlp_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
 
 
 @organized_apply
-def pooler_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def pooler_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`BertPooler`, `ViTPooler`: dense and activation of the first token."""
     out: jax.Array = org.activation(org.dense(hidden_states[:, 0]))
     return out

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer
-from ..._types import AuxValue
+from ..._types import AuxValue, InputArray
 from ._hf_common import reject_options
 
 
@@ -51,7 +51,7 @@ def bidirectional_mask(attention_mask: Any, dtype: Any, position_ids: Any = None
 
 
 def causal_mask(
-    inputs_embeds: jax.Array,
+    inputs_embeds: InputArray,
     attention_mask: Any,
     position_ids: Any = None,
     sliding_window: int | None = None,

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import ApplyFn, InputArray
 from ._attention import self_attention
 from ._elementwise import scaled_by
 from ._hf_common import (
@@ -29,7 +30,7 @@ from ._randomness import drop_path_apply, dropout
 
 
 @organized_apply
-def vit_patch_embeddings_apply(org: StateOrganizer, pixel_values: jax.Array) -> jax.Array:
+def vit_patch_embeddings_apply(org: StateOrganizer, pixel_values: InputArray) -> jax.Array:
     """`ViTPatchEmbeddings`: the patch convolution (on the pixels cast to its dtype, as
     `ViTModel` and DINOv2 do), flattened to `(B, patches, hidden)`."""
     num_channels = pixel_values.shape[1]
@@ -64,13 +65,15 @@ def _tokens(
 @organized_apply
 def vit_embeddings_apply(
     org: StateOrganizer,
-    pixel_values: jax.Array,
-    bool_masked_pos: jax.Array | None = None,
+    pixel_values: InputArray,
+    bool_masked_pos: InputArray | None = None,
     interpolate_pos_encoding: bool | None = False,
 ) -> jax.Array:
     """`ViTEmbeddings` (and `DeiTEmbeddings`): patches (masked ones replaced by the mask
     token), after the class token (and DeiT's distillation token), plus the position
     embeddings, then dropout."""
+    pixel_values = jnp.asarray(pixel_values)
+    bool_masked_pos = None if bool_masked_pos is None else jnp.asarray(bool_masked_pos)
     _, _, height, width = pixel_values.shape
     embeddings = _tokens(org, pixel_values, bool_masked_pos)
     resized = embeddings.shape[1] != org.position_embeddings.shape[1] or height != width
@@ -90,10 +93,11 @@ def vit_embeddings_apply(
 
 @organized_apply
 def vit_attention_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """`ViTAttention` (eager): `(attn_output, attn_weights)`; the attention weights are
     dropped out (`attention_dropout`) with the node's key in train mode."""
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     query, key, value = (f(hidden_states) for f in (org.q_proj, org.k_proj, org.v_proj))
     drop = functools.partial(dropout, org, p=org.attention_dropout, who="ViTAttention")
     out, weights = self_attention(
@@ -103,7 +107,7 @@ def vit_attention_apply(
 
 
 @organized_apply
-def vit_mlp_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def vit_mlp_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`ViTMLP`: fc1, activation, fc2."""
     out: jax.Array = org.fc2(org.activation_fn(org.fc1(hidden_states)))
     return out
@@ -111,7 +115,7 @@ def vit_mlp_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
 
 @organized_apply
 def vit_layer_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> jax.Array:
     """`ViTLayer`: pre-norm self-attention and MLP, each with dropout and a residual."""
     residual = hidden_states
@@ -127,10 +131,10 @@ def vit_layer_apply(
 def vit_model_apply(
     org: StateOrganizer,
     /,
-    pixel_values: jax.Array,
-    bool_masked_pos: jax.Array | None = None,
+    pixel_values: InputArray,
+    bool_masked_pos: InputArray | None = None,
     interpolate_pos_encoding: bool | None = None,
-    attention_mask: jax.Array | None = None,
+    attention_mask: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`ViTModel`: `{"last_hidden_state", "pooler_output"}` (the latter with a pooler)."""
@@ -149,10 +153,12 @@ def vit_model_apply(
 
 @organized_apply
 def dinov2_embeddings_apply(
-    org: StateOrganizer, pixel_values: jax.Array, bool_masked_pos: jax.Array | None = None
+    org: StateOrganizer, pixel_values: InputArray, bool_masked_pos: InputArray | None = None
 ) -> jax.Array:
     """`Dinov2Embeddings`: as ViT's; the position embeddings are resampled for another
     image size in torch, which is not supported here."""
+    pixel_values = jnp.asarray(pixel_values)
+    bool_masked_pos = None if bool_masked_pos is None else jnp.asarray(bool_masked_pos)
     _, _, height, width = pixel_values.shape
     embeddings = _tokens(org, pixel_values, bool_masked_pos)
     if org.position_embeddings is not None:
@@ -168,7 +174,7 @@ def dinov2_embeddings_apply(
 
 @organized_apply
 def dinov2_layer_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> jax.Array:
     """`Dinov2Layer`: pre-norm attention and MLP, each layer-scaled, drop-pathed and
     residual."""
@@ -181,9 +187,11 @@ def dinov2_layer_apply(
 
 @organized_apply
 def dinov2_encoder_apply(
-    org: StateOrganizer, hidden_states: jax.Array, attention_mask: jax.Array | None = None
+    org: StateOrganizer, hidden_states: InputArray, attention_mask: InputArray | None = None
 ) -> dict[str, jax.Array]:
     """`Dinov2Encoder`: the layers in order, `{"last_hidden_state"}`."""
+    hidden_states = jnp.asarray(hidden_states)
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     return model_output(last_hidden_state=run_layers(org.layer, hidden_states, attention_mask))
 
 
@@ -191,9 +199,9 @@ def dinov2_encoder_apply(
 def dinov2_model_apply(
     org: StateOrganizer,
     /,
-    pixel_values: jax.Array,
-    bool_masked_pos: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
+    pixel_values: InputArray,
+    bool_masked_pos: InputArray | None = None,
+    attention_mask: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`Dinov2Model`: `{"last_hidden_state", "pooler_output"}`, the latter the normed
@@ -210,13 +218,14 @@ def dinov2_model_apply(
 def dinov2_for_image_classification_apply(
     org: StateOrganizer,
     /,
-    pixel_values: jax.Array,
-    labels: jax.Array | None = None,
-    attention_mask: jax.Array | None = None,
+    pixel_values: InputArray,
+    labels: InputArray | None = None,
+    attention_mask: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`Dinov2ForImageClassification`: the classifier on the class token joined with the
     mean patch token; `"loss"` with `labels`."""
+    labels = None if labels is None else jnp.asarray(labels)
     reject_options("Dinov2ForImageClassification", options)
     sequence_output = org.dinov2(pixel_values, attention_mask=attention_mask)["last_hidden_state"]
     cls_token, patch_tokens = sequence_output[:, 0], sequence_output[:, 1:]
@@ -247,14 +256,17 @@ def _encode(
 def vit_for_image_classification_apply(
     org: StateOrganizer,
     /,
-    pixel_values: jax.Array,
-    labels: jax.Array | None = None,
+    pixel_values: InputArray,
+    labels: InputArray | None = None,
     interpolate_pos_encoding: bool | None = None,
-    attention_mask: jax.Array | None = None,
+    attention_mask: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`ViTForImageClassification`: `{"logits"}` from the class token, `"loss"` with
     `labels` (regression, single- or multi-label, as torch picks)."""
+    pixel_values = jnp.asarray(pixel_values)
+    labels = None if labels is None else jnp.asarray(labels)
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     sequence_output = _encode(
         org,
         "ViTForImageClassification",
@@ -270,13 +282,15 @@ def vit_for_image_classification_apply(
 def deit_for_image_classification_with_teacher_apply(
     org: StateOrganizer,
     /,
-    pixel_values: jax.Array,
+    pixel_values: InputArray,
     interpolate_pos_encoding: bool = False,
-    attention_mask: jax.Array | None = None,
+    attention_mask: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`DeiTForImageClassificationWithTeacher`: the mean of the class-token and the
     distillation-token heads, `{"logits", "cls_logits", "distillation_logits"}`."""
+    pixel_values = jnp.asarray(pixel_values)
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
     sequence_output = _encode(
         org,
         "DeiTForImageClassificationWithTeacher",
@@ -293,7 +307,7 @@ def deit_for_image_classification_with_teacher_apply(
     )
 
 
-_VIT = {
+_VIT: dict[str, ApplyFn] = {
     "PatchEmbeddings": vit_patch_embeddings_apply,
     "Embeddings": vit_embeddings_apply,
     "Attention": vit_attention_apply,

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import AuxValue, GlobalConfig, StructureTree
+from ..._types import ApplyFn, AuxValue, GlobalConfig, StructureTree
 from ...nn._embedding import embedding_apply
 from ...nn.functional import apply_rotary_embedding, layer_norm
 from ._attention import attention
@@ -441,7 +441,7 @@ def decoder_config(module: Any) -> dict[str, AuxValue]:
 
 # ---------------------------------------------------------------- registrations
 
-LLAMA_APPLIES = {
+LLAMA_APPLIES: dict[str, ApplyFn] = {
     "RMSNorm": llama_rms_norm_apply,
     "RotaryEmbedding": rotary_embedding_apply,
     "MLP": gated_mlp_apply,

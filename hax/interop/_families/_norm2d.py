@@ -5,7 +5,7 @@ channels-last norm's params and aux (its torch class subclasses it, or mirrors i
 import jax
 import jax.numpy as jnp
 
-from ..._types import ApplyFn, GlobalConfig, StructureTree
+from ..._types import ApplyFn, GlobalConfig, InputArray, StructureTree
 from ...nn import layer_norm_apply, rms_norm_apply
 
 
@@ -13,7 +13,7 @@ def over_channels(apply: ApplyFn) -> ApplyFn:
     """`apply` (a norm over the trailing axis) run over axis 1 of its input."""
 
     def channels_apply(
-        tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+        tree: StructureTree, global_config: GlobalConfig, x: InputArray
     ) -> tuple[StructureTree, jax.Array]:
         tree, y = apply(tree, global_config, jnp.moveaxis(x, 1, -1))
         return tree, jnp.moveaxis(y, -1, 1)

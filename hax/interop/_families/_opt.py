@@ -29,7 +29,8 @@ def opt_positions_apply(
 ) -> tuple[StructureTree, jax.Array]:
     """`OPTLearnedPositionalEmbedding`, given the positions: the rows `position_ids +
     offset` (`offset` is 2; the first two rows are never read)."""
-    positions = jnp.asarray(position_ids) + tree["aux"]["offset"]
+    offset: int = tree["aux"]["offset"]  # type: ignore[assignment]  # an int, from torch
+    positions = jnp.asarray(position_ids) + offset
     return embedding_apply(tree, global_config, positions)
 
 

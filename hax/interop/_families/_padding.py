@@ -1,6 +1,8 @@
 """torch's constant padding modules (`nn.ZeroPad2d`, `nn.ConstantPad2d`, 1-d and 3-d):
 `F.pad(x, padding, "constant", value)`, negative amounts cropping."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -13,7 +15,7 @@ def constant_pad_apply(
 ) -> tuple[StructureTree, jax.Array]:
     """`_ConstantPadNd`: `padding` is `(left, right, top, bottom, ...)`, last axis first,
     as `F.pad` reads it; a negative amount crops."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     padding = aux["padding"]
     pairs = [(padding[i], padding[i + 1], 0) for i in range(0, len(padding), 2)]
     config = [(0, 0, 0)] * (x.ndim - len(pairs)) + pairs[::-1]

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import InputArray
 from ...nn._dropout import read_train_mode
 from ...nn.functional import dropout as functional_dropout
 
@@ -66,9 +67,10 @@ def drop_path(
 
 
 @organized_apply
-def drop_path_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+def drop_path_apply(org: StateOrganizer, x: InputArray) -> jax.Array:
     """timm's `DropPath`, Hugging Face's `Dinov2DropPath`: drop each sample's residual
     branch with probability `drop_prob`, scaling by keep when `scale_by_keep` (which
     DINOv2's always does)."""
+    x = jnp.asarray(x)
     scale = getattr(org, "scale_by_keep", True)
     return drop_path(org, x, org.drop_prob, scale=scale, who="DropPath")

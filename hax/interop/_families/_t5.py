@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import AuxValue
+from ..._types import AuxValue, InputArray
 from ._attention import attention, split_heads
 from ._hf_common import check_model_inputs, register_family, reject_options, token_loss
 from ._hf_masks import bidirectional_mask, causal_mask
@@ -26,14 +26,15 @@ _HALF = (jnp.float16, jnp.bfloat16)
 
 
 @organized_apply
-def t5_layer_norm_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def t5_layer_norm_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`T5LayerNorm`: scale by the root mean square (no mean subtracted, no bias)."""
-    variance = jnp.mean(jnp.square(hidden_states.astype(jnp.float32)), axis=-1, keepdims=True)
-    hidden_states = hidden_states * jax.lax.rsqrt(variance + org.variance_epsilon)
+    h: jax.Array = jnp.asarray(hidden_states)
+    variance = jnp.mean(jnp.square(h.astype(jnp.float32)), axis=-1, keepdims=True)
+    h = h * jax.lax.rsqrt(variance + org.variance_epsilon)
     if org.weight.dtype in _HALF:
-        hidden_states = hidden_states.astype(org.weight.dtype)
-    hidden_states = org.weight * hidden_states
-    return hidden_states
+        h = h.astype(org.weight.dtype)
+    h = org.weight * h
+    return h
 
 
 def _project_out(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
@@ -44,23 +45,24 @@ def _project_out(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
 
 
 @organized_apply
-def t5_dense_act_dense_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def t5_dense_act_dense_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`T5DenseActDense`: `wo(dropout(act(wi(x))))`."""
     return _project_out(org, org.act(org.wi(hidden_states)))
 
 
 @organized_apply
-def t5_dense_gated_act_dense_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def t5_dense_gated_act_dense_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`T5DenseGatedActDense`: `wo(dropout(act(wi_0(x)) * wi_1(x)))`."""
     return _project_out(org, org.act(org.wi_0(hidden_states)) * org.wi_1(hidden_states))
 
 
 @organized_apply
-def t5_layer_ff_apply(org: StateOrganizer, hidden_states: jax.Array) -> jax.Array:
+def t5_layer_ff_apply(org: StateOrganizer, hidden_states: InputArray) -> jax.Array:
     """`T5LayerFF`: pre-norm feed-forward with a residual."""
-    forwarded_states = org.DenseReluDense(org.layer_norm(hidden_states))
-    hidden_states = hidden_states + org.dropout(forwarded_states)
-    return hidden_states
+    h: jax.Array = jnp.asarray(hidden_states)
+    forwarded_states = org.DenseReluDense(org.layer_norm(h))
+    h = h + org.dropout(forwarded_states)
+    return h
 
 
 def relative_position_bucket(
@@ -104,15 +106,17 @@ def compute_bias(org: StateOrganizer, query_length: int, key_length: int) -> jax
 @organized_apply
 def t5_attention_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
-    mask: jax.Array | None = None,
-    key_value_states: jax.Array | None = None,
-    position_bias: jax.Array | None = None,
+    hidden_states: InputArray,
+    mask: InputArray | None = None,
+    key_value_states: InputArray | None = None,
+    position_bias: InputArray | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """`T5Attention`: `(output, position_bias)`, self-attention or (with
     `key_value_states`) cross-attention; unscaled logits plus the position bias, which
     the first layer computes and the others receive. Its `dropout` on the weights is
     drawn from the node's key in train mode."""
+    mask = None if mask is None else jnp.asarray(mask)
+    position_bias = None if position_bias is None else jnp.asarray(position_bias)
     input_shape = hidden_states.shape[:-1]
     query = split_heads(org.q(hidden_states), org.key_value_proj_dim)
     current_states = hidden_states if key_value_states is None else key_value_states
@@ -142,11 +146,14 @@ def _attention_layer(
 @organized_apply
 def t5_layer_self_attention_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
-    attention_mask: jax.Array | None = None,
-    position_bias: jax.Array | None = None,
+    hidden_states: InputArray,
+    attention_mask: InputArray | None = None,
+    position_bias: InputArray | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """`T5LayerSelfAttention`: pre-norm self-attention with a residual."""
+    hidden_states = jnp.asarray(hidden_states)
+    attention_mask = None if attention_mask is None else jnp.asarray(attention_mask)
+    position_bias = None if position_bias is None else jnp.asarray(position_bias)
     return _attention_layer(
         org, org.SelfAttention, hidden_states, mask=attention_mask, position_bias=position_bias
     )
@@ -155,12 +162,13 @@ def t5_layer_self_attention_apply(
 @organized_apply
 def t5_layer_cross_attention_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
-    key_value_states: jax.Array,
-    attention_mask: jax.Array | None = None,
-    position_bias: jax.Array | None = None,
+    hidden_states: InputArray,
+    key_value_states: InputArray,
+    attention_mask: InputArray | None = None,
+    position_bias: InputArray | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """`T5LayerCrossAttention`: pre-norm attention over the encoder's states."""
+    hidden_states = jnp.asarray(hidden_states)
     return _attention_layer(
         org,
         org.EncDecAttention,
@@ -183,30 +191,31 @@ def _clamp_fp16(hidden_states: jax.Array) -> jax.Array:
 @organized_apply
 def t5_block_apply(
     org: StateOrganizer,
-    hidden_states: jax.Array,
-    attention_mask: jax.Array | None = None,
-    position_bias: jax.Array | None = None,
-    encoder_hidden_states: jax.Array | None = None,
-    encoder_attention_mask: jax.Array | None = None,
-    encoder_decoder_position_bias: jax.Array | None = None,
+    hidden_states: InputArray,
+    attention_mask: InputArray | None = None,
+    position_bias: InputArray | None = None,
+    encoder_hidden_states: InputArray | None = None,
+    encoder_attention_mask: InputArray | None = None,
+    encoder_decoder_position_bias: InputArray | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """`T5Block`: self-attention, cross-attention (decoders given encoder states),
     feed-forward; `(hidden_states, self_attention_bias, cross_attention_bias)`."""
-    hidden_states, self_attn_position_bias = org.layer[0](
-        hidden_states, attention_mask=attention_mask, position_bias=position_bias
+    h: jax.Array = jnp.asarray(hidden_states)
+    h, self_attn_position_bias = org.layer[0](
+        h, attention_mask=attention_mask, position_bias=position_bias
     )
-    hidden_states = _clamp_fp16(hidden_states)
+    h = _clamp_fp16(h)
     cross_attn_position_bias = None
     if org.is_decoder and encoder_hidden_states is not None:
-        hidden_states, cross_attn_position_bias = org.layer[1](
-            hidden_states,
+        h, cross_attn_position_bias = org.layer[1](
+            h,
             key_value_states=encoder_hidden_states,
             attention_mask=encoder_attention_mask,
             position_bias=encoder_decoder_position_bias,
         )
-        hidden_states = _clamp_fp16(hidden_states)
-    hidden_states = _clamp_fp16(org.layer[-1](hidden_states))
-    return hidden_states, self_attn_position_bias, cross_attn_position_bias
+        h = _clamp_fp16(h)
+    h = _clamp_fp16(org.layer[-1](h))
+    return h, self_attn_position_bias, cross_attn_position_bias
 
 
 @organized_apply
@@ -216,13 +225,14 @@ def t5_stack_apply(
     input_ids: Any = None,
     *,
     attention_mask: Any = None,
-    encoder_hidden_states: jax.Array | None = None,
+    encoder_hidden_states: InputArray | None = None,
     encoder_attention_mask: Any = None,
-    inputs_embeds: jax.Array | None = None,
+    inputs_embeds: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`T5Stack`, the encoder or (`is_decoder`) the causal decoder:
     `{"last_hidden_state": ...}`."""
+    inputs_embeds = None if inputs_embeds is None else jnp.asarray(inputs_embeds)
     check_model_inputs("T5Stack", options, input_ids, inputs_embeds)
     if inputs_embeds is None:
         inputs_embeds = org.embed_tokens(jnp.asarray(input_ids))
@@ -327,7 +337,7 @@ def t5_for_conditional_generation_apply(
     input_ids: Any = None,
     *,
     decoder_input_ids: Any = None,
-    decoder_inputs_embeds: jax.Array | None = None,
+    decoder_inputs_embeds: InputArray | None = None,
     labels: Any = None,
     **kwargs: Any,
 ) -> dict[str, jax.Array]:
@@ -336,6 +346,9 @@ def t5_for_conditional_generation_apply(
     other keyword arguments as `T5Model`'s. The decoder output is scaled by
     `d_model ** -0.5` when `config.scale_decoder_outputs` (T5's tied-embedding
     rescaling)."""
+    decoder_inputs_embeds = (
+        None if decoder_inputs_embeds is None else jnp.asarray(decoder_inputs_embeds)
+    )
     if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
         decoder_input_ids = shift_right(org, labels)
     sequence_output, encoded = _encode_decode(
@@ -362,7 +375,7 @@ def t5_encoder_model_apply(
     input_ids: Any = None,
     *,
     attention_mask: Any = None,
-    inputs_embeds: jax.Array | None = None,
+    inputs_embeds: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`T5EncoderModel`: `{"last_hidden_state": ...}`."""

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import InputArray
 from ._registry import register_all
 
 # torch's `F.pad` modes, by their `jnp.pad` names
@@ -23,13 +24,13 @@ def _mlp_out(org: StateOrganizer, hidden: jax.Array, norm: Any, drop1: bool = Tr
 
 
 @organized_apply
-def mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def mlp_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`Mlp`: `fc1`, activation, dropout, norm, `fc2`, dropout."""
     return _mlp_out(org, org.act(org.fc1(x)), org.norm)
 
 
 @organized_apply
-def glu_mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def glu_mlp_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`GluMlp`: `fc1` split in two halves along `chunk_dim`, one gating the other."""
     x1, x2 = jnp.split(org.fc1(x), 2, axis=org.chunk_dim)
     hidden = x1 * org.act(x2) if org.gate_last else org.act(x1) * x2
@@ -44,13 +45,13 @@ def gated_mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def global_response_norm_mlp_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def global_response_norm_mlp_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`GlobalResponseNormMlp` (ConvNeXt-V2): `Mlp` with a `grn` in place of the norm."""
     return _mlp_out(org, org.act(org.fc1(x)), org.grn)
 
 
 @organized_apply
-def global_response_norm_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def global_response_norm_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`GlobalResponseNorm`: scale each channel by its spatial L2 norm over the mean of
     those norms, then `x + bias + weight * x * x_n`."""
     x_g = jnp.sqrt(jnp.sum(jnp.square(x), axis=org.spatial_dim, keepdims=True))
@@ -68,20 +69,22 @@ def _squeeze(org: StateOrganizer, x: jax.Array) -> jax.Array:
 
 
 @organized_apply
-def se_module_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def se_module_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`SEModule`: squeeze, `fc1`, norm, activation, `fc2`, gate the input."""
+    x = jnp.asarray(x)
     x_se = org.act(org.bn(org.fc1(_squeeze(org, x))))
     return x * org.gate(org.fc2(x_se))
 
 
 @organized_apply
-def effective_se_module_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def effective_se_module_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`EffectiveSEModule`: squeeze, one `fc`, gate the input."""
+    x = jnp.asarray(x)
     return x * org.gate(org.fc(_squeeze(org, x)))
 
 
 @organized_apply
-def eca_module_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def eca_module_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`EcaModule`: a 1-d convolution across the channel means gates each channel."""
     y = jnp.mean(x, axis=(2, 3)).reshape(x.shape[0], 1, -1)
     y = org.conv(y)
@@ -91,7 +94,7 @@ def eca_module_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def ceca_module_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def ceca_module_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`CecaModule`: `EcaModule` with circular padding across the channels."""
     y = jnp.mean(x, axis=(2, 3)).reshape(x.shape[0], 1, -1)
     y = jnp.pad(y, ((0, 0), (0, 0), (org.padding, org.padding)), mode="wrap")
@@ -99,7 +102,7 @@ def ceca_module_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def blur_pool2d_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def blur_pool2d_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`BlurPool2d`: pad (`pad_mode`), then a strided depthwise binomial blur with the
     `filt` buffer (one filter for all channels when `channels` is None)."""
     left, right, top, bottom = org.padding

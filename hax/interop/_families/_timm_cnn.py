@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import AuxValue
+from ..._types import AuxValue, InputArray
 from ...nn._sequential import named_sequential_apply
 from ._randomness import dropout
 from ._registry import child_order, register_all
@@ -25,7 +25,7 @@ from ._torchvision_cnn import dense_block_apply
 
 
 @organized_apply
-def resnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def resnet_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`ResNet`: stem, four stages, global pool, dropout (`drop_rate`), `fc`."""
     x = org.maxpool(org.act1(org.bn1(org.conv1(x))))
     x = org.layer4(org.layer3(org.layer2(org.layer1(x))))
@@ -33,7 +33,7 @@ def resnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
     return org.fc(x)
 
 
-def _residual_end(org: StateOrganizer, x: jax.Array, shortcut: jax.Array) -> Any:
+def _residual_end(org: StateOrganizer, x: jax.Array, shortcut: InputArray) -> Any:
     """How both blocks end, before their last activation: attention, drop-path, and
     the (downsampled) shortcut added."""
     if org.se is not None:
@@ -46,41 +46,39 @@ def _residual_end(org: StateOrganizer, x: jax.Array, shortcut: jax.Array) -> Any
 
 
 @organized_apply
-def basic_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def basic_block_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`BasicBlock`: two 3x3 convolutions (anti-aliased when `aa` is set)."""
-    shortcut = x
-    x = org.aa(org.act1(org.drop_block(org.bn1(org.conv1(x)))))
-    x = org.bn2(org.conv2(x))
-    return org.act2(_residual_end(org, x, shortcut))
+    y = org.aa(org.act1(org.drop_block(org.bn1(org.conv1(x)))))
+    y = org.bn2(org.conv2(y))
+    return org.act2(_residual_end(org, y, x))
 
 
 @organized_apply
-def bottleneck_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def bottleneck_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`Bottleneck`: 1x1, 3x3 (grouped for ResNeXt), 1x1."""
-    shortcut = x
-    x = org.act1(org.bn1(org.conv1(x)))
-    x = org.aa(org.act2(org.drop_block(org.bn2(org.conv2(x)))))
-    x = org.bn3(org.conv3(x))
-    return org.act3(_residual_end(org, x, shortcut))
+    y = org.act1(org.bn1(org.conv1(x)))
+    y = org.aa(org.act2(org.drop_block(org.bn2(org.conv2(y)))))
+    y = org.bn3(org.conv3(y))
+    return org.act3(_residual_end(org, y, x))
 
 
 # ---------------------------------------------------------------- ConvNeXt
 
 
 @organized_apply
-def convnext_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def convnext_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`ConvNeXt`: stem, stages, `norm_pre`, head."""
     return org.head(org.norm_pre(org.stages(org.stem(x))))
 
 
 @organized_apply
-def convnext_stage_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def convnext_stage_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`ConvNeXtStage`: downsample, then the blocks."""
     return org.blocks(org.downsample(x))
 
 
 @organized_apply
-def convnext_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def convnext_block_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`ConvNeXtBlock`: depthwise conv, norm and MLP (channels-last unless
     `use_conv_mlp`), layer scale `gamma`, drop-path, plus the shortcut."""
     shortcut = x
@@ -97,7 +95,7 @@ def convnext_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def convnext_downsample_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def convnext_downsample_apply(org: StateOrganizer, x: InputArray) -> Any:
     """ConvNeXt's `Downsample` shortcut: pool, then conv."""
     return org.conv(org.pool(x))
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import GlobalConfig, Module, StructureTree
+from ..._types import GlobalConfig, InputArray, Module, StructureTree
 from ...nn import GELU, Sigmoid, SiLU, Tanh, batch_norm2d_apply, conv2d_apply
 from ...nn._layer import ConvertChild, Converter
 from ...nn._linear import _convert as _convert_linear
@@ -51,12 +51,14 @@ def _hard_mish(x: jax.Array) -> jax.Array:
 
 
 def simple_norm_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """`SimpleNorm`: `x / sqrt(var(x) + eps) * weight` over the trailing
     `normalized_shape` dims (unbiased variance, as `torch.var`; no mean subtracted)."""
-    aux, params = tree["aux"], tree["params"]
+    aux: dict[str, Any] = tree["aux"]
+    params = tree["params"]
     axes = tuple(range(-len(aux["normalized_shape"]), 0))
+    x = jnp.asarray(x)
     y = x * jax.lax.rsqrt(jnp.var(x, axis=axes, keepdims=True, ddof=1) + aux["eps"])
     if "weight" in params:
         y = y * params["weight"]
@@ -68,7 +70,7 @@ simple_norm2d_apply = over_channels(simple_norm_apply)
 
 
 def batch_norm_act2d_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """`BatchNormAct2d`: `BatchNorm2d` (its node holds the norm's params, buffers and
     aux), then its `drop` and `act` children."""
@@ -89,11 +91,11 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[i
 
 
 def conv2d_same_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """`Conv2dSame` (the `tf_` models): pad for 'SAME' from the input size, then the
     node's `Conv2d` (its aux says padding 0)."""
-    aux = tree["aux"]
+    aux: dict[str, Any] = tree["aux"]
     kernel = tree["params"]["weight"].shape[2:]
     pads = [
         _same_padding(size, k, s, d)
@@ -114,25 +116,25 @@ def conv_norm_act_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def select_adaptive_pool2d_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def select_adaptive_pool2d_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`SelectAdaptivePool2d`: its pool, then its flatten."""
     return org.flatten(org.pool(x))
 
 
 @organized_apply
-def fast_adaptive_avg_pool_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def fast_adaptive_avg_pool_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`FastAdaptiveAvgPool`: the mean over the spatial `dim`."""
     return jnp.mean(x, axis=org.dim, keepdims=not org.flatten)
 
 
 @organized_apply
-def fast_adaptive_max_pool_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def fast_adaptive_max_pool_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`FastAdaptiveMaxPool`: the max over the spatial `dim`."""
     return jnp.max(x, axis=org.dim, keepdims=not org.flatten)
 
 
 @organized_apply
-def fast_adaptive_avg_max_pool_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def fast_adaptive_avg_max_pool_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`FastAdaptiveAvgMaxPool`: the mean of the spatial mean and max."""
     keep = not org.flatten
     return 0.5 * jnp.mean(x, axis=org.dim, keepdims=keep) + 0.5 * jnp.max(
@@ -141,7 +143,7 @@ def fast_adaptive_avg_max_pool_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def fast_adaptive_cat_avg_max_pool_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def fast_adaptive_cat_avg_max_pool_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`FastAdaptiveCatAvgMaxPool`: the spatial mean and max, concatenated."""
     keep = not org.flatten
     x_avg = jnp.mean(x, axis=org.dim_reduce, keepdims=keep)
@@ -150,7 +152,7 @@ def fast_adaptive_cat_avg_max_pool_apply(org: StateOrganizer, x: jax.Array) -> A
 
 
 @organized_apply
-def classifier_head_apply(org: StateOrganizer, x: jax.Array, pre_logits: bool = False) -> Any:
+def classifier_head_apply(org: StateOrganizer, x: InputArray, pre_logits: bool = False) -> Any:
     """`ClassifierHead`: pool, dropout, `fc`, flatten."""
     x = org.drop(org.global_pool(x))
     if pre_logits:
@@ -160,7 +162,7 @@ def classifier_head_apply(org: StateOrganizer, x: jax.Array, pre_logits: bool = 
 
 @organized_apply
 def norm_mlp_classifier_head_apply(
-    org: StateOrganizer, x: jax.Array, pre_logits: bool = False
+    org: StateOrganizer, x: InputArray, pre_logits: bool = False
 ) -> Any:
     """`NormMlpClassifierHead`: pool, norm, flatten, pre-logits MLP, dropout, `fc`."""
     x = org.flatten(org.norm(org.global_pool(x)))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import AuxValue
+from ..._types import AuxValue, InputArray
 from ._attention import attention
 from ._elementwise import scaled_by
 from ._randomness import training
@@ -18,9 +18,10 @@ from ._registry import register_all
 
 
 @organized_apply
-def patch_embed_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+def patch_embed_apply(org: StateOrganizer, x: InputArray) -> jax.Array:
     """`PatchEmbed`: the patch convolution, as `(B, patches, C)` with `flatten` or in
     `output_fmt` (`NHWC` for `dynamic_img_size`), then the optional norm."""
+    x = jnp.asarray(x)
     _, _, h, w = x.shape
     ph, pw = org.patch_size
     if org.img_size is not None:
@@ -30,12 +31,12 @@ def patch_embed_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
             raise ValueError(f"Input size ({h}x{w}) should be divisible by patch size ({ph}x{pw}).")
     if org.dynamic_img_pad:
         x = jnp.pad(x, ((0, 0), (0, 0), (0, (ph - h % ph) % ph), (0, (pw - w % pw) % pw)))
-    x = org.proj(x)
+    tokens: jax.Array = org.proj(x)
     if org.flatten:
-        x = x.reshape(*x.shape[:2], -1).swapaxes(1, 2)  # NCHW -> NLC
+        tokens = tokens.reshape(*tokens.shape[:2], -1).swapaxes(1, 2)  # NCHW -> NLC
     elif org.output_fmt != "NCHW":
-        x = _nchw_to(x, org.output_fmt)
-    out: jax.Array = org.norm(x)
+        tokens = _nchw_to(tokens, org.output_fmt)
+    out: jax.Array = org.norm(tokens)
     return out
 
 
@@ -68,9 +69,10 @@ def _self_attention_bias(
 
 @organized_apply
 def attention_apply(
-    org: StateOrganizer, x: jax.Array, attn_mask: jax.Array | None = None, is_causal: bool = False
+    org: StateOrganizer, x: InputArray, attn_mask: InputArray | None = None, is_causal: bool = False
 ) -> jax.Array:
     """`Attention`: multi-head self-attention from one `qkv` projection (eager form)."""
+    attn_mask = None if attn_mask is None else jnp.asarray(attn_mask)
     b, n, _ = x.shape
     gate = getattr(org, "gate", None)
     gate = jax.nn.sigmoid(gate(x)) if gate is not None else None
@@ -88,14 +90,15 @@ def attention_apply(
 
 @organized_apply
 def block_apply(
-    org: StateOrganizer, x: jax.Array, attn_mask: jax.Array | None = None, is_causal: bool = False
+    org: StateOrganizer, x: InputArray, attn_mask: InputArray | None = None, is_causal: bool = False
 ) -> jax.Array:
     """`Block`: pre-norm attention and MLP, each layer-scaled, drop-pathed and residual."""
-    x = x + org.drop_path1(
-        org.ls1(org.attn(org.norm1(x), attn_mask=attn_mask, is_causal=is_causal))
+    h: jax.Array = jnp.asarray(x)
+    h = h + org.drop_path1(
+        org.ls1(org.attn(org.norm1(h), attn_mask=attn_mask, is_causal=is_causal))
     )
-    x = x + org.drop_path2(org.ls2(org.mlp(org.norm2(x))))
-    return x
+    h = h + org.drop_path2(org.ls2(org.mlp(org.norm2(h))))
+    return h
 
 
 def _pos_embed(org: StateOrganizer, x: jax.Array, prefix: list[jax.Array]) -> jax.Array:
@@ -160,9 +163,11 @@ def _pool(org: StateOrganizer, x: jax.Array) -> jax.Array:
 
 @organized_apply
 def vision_transformer_apply(
-    org: StateOrganizer, x: jax.Array, attn_mask: jax.Array | None = None, is_causal: bool = False
+    org: StateOrganizer, x: InputArray, attn_mask: InputArray | None = None, is_causal: bool = False
 ) -> jax.Array:
     """`VisionTransformer`: features, pooling, `fc_norm`, head dropout and head."""
+    x = jnp.asarray(x)
+    attn_mask = None if attn_mask is None else jnp.asarray(attn_mask)
     prefix = [t for t in (org.cls_token, org.reg_token) if t is not None]
     x = _features(org, x, prefix, attn_mask, is_causal)
     out: jax.Array = org.head(org.head_drop(org.fc_norm(_pool(org, x))))
@@ -171,10 +176,12 @@ def vision_transformer_apply(
 
 @organized_apply
 def vision_transformer_distilled_apply(
-    org: StateOrganizer, x: jax.Array, attn_mask: jax.Array | None = None, is_causal: bool = False
+    org: StateOrganizer, x: InputArray, attn_mask: InputArray | None = None, is_causal: bool = False
 ) -> Any:
     """`VisionTransformerDistilled`: the class and distillation tokens through `head` and
     `head_dist`, averaged (a pair in train mode with `distilled_training`)."""
+    x = jnp.asarray(x)
+    attn_mask = None if attn_mask is None else jnp.asarray(attn_mask)
     x = _features(org, x, [org.cls_token, org.dist_token], attn_mask, is_causal)
     x, x_dist = org.head_drop(x[:, 0]), org.head_drop(x[:, 1])
     x, x_dist = org.head(x), org.head_dist(x_dist)

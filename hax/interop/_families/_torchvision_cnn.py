@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import GlobalConfig, StructureTree
+from ..._types import GlobalConfig, InputArray, StructureTree
 from ._norm2d import layer_norm2d_apply
 from ._randomness import dropout
 from ._registry import register_all
@@ -22,7 +22,7 @@ def flatten(x: jax.Array) -> jax.Array:
 
 
 @organized_apply
-def features_pool_classifier_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def features_pool_classifier_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`VGG`, `AlexNet`, `MobileNetV3`, `EfficientNet`: features, `avgpool`, flatten,
     classifier."""
     return org.classifier(flatten(org.avgpool(org.features(x))))
@@ -32,7 +32,7 @@ def features_pool_classifier_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def resnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def resnet_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`ResNet`: stem, four stages, global average pool, `fc`."""
     x = org.maxpool(org.relu(org.bn1(org.conv1(x))))
     x = org.layer4(org.layer3(org.layer2(org.layer1(x))))
@@ -46,28 +46,30 @@ def _residual(org: StateOrganizer, out: jax.Array, x: jax.Array) -> Any:
 
 
 @organized_apply
-def basic_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def basic_block_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`BasicBlock`: two 3x3 convolutions and the (downsampled) shortcut."""
+    x = jnp.asarray(x)
     out = org.relu(org.bn1(org.conv1(x)))
     return _residual(org, org.bn2(org.conv2(out)), x)
 
 
 @organized_apply
-def bottleneck_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def bottleneck_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`Bottleneck`: 1x1, 3x3 (grouped for ResNeXt), 1x1, and the shortcut."""
+    x = jnp.asarray(x)
     out = org.relu(org.bn1(org.conv1(x)))
     out = org.relu(org.bn2(org.conv2(out)))
     return _residual(org, org.bn3(org.conv3(out)), x)
 
 
 @organized_apply
-def regnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def regnet_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`RegNet`: stem, trunk, `avgpool`, flatten, `fc`."""
     return org.fc(flatten(org.avgpool(org.trunk_output(org.stem(x)))))
 
 
 @organized_apply
-def res_bottleneck_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def res_bottleneck_block_apply(org: StateOrganizer, x: InputArray) -> Any:
     """RegNet's `ResBottleneckBlock`: the transform `f` plus the (projected) input."""
     x = org.proj(x) + org.f(x) if org.proj is not None else x + org.f(x)
     return org.activation(x)
@@ -77,14 +79,14 @@ def res_bottleneck_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def densenet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def densenet_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`DenseNet`: features, ReLU, global average pool, classifier."""
     out = jax.nn.relu(org.features(x))
     return org.classifier(flatten(jnp.mean(out, axis=(2, 3), keepdims=True)))
 
 
 @organized_apply
-def dense_block_apply(org: StateOrganizer, init_features: jax.Array) -> Any:
+def dense_block_apply(org: StateOrganizer, init_features: InputArray) -> Any:
     """`_DenseBlock`: each layer reads all the features so far; all are concatenated."""
     features = [init_features]
     for name in org.order:
@@ -107,33 +109,34 @@ def dense_layer_apply(org: StateOrganizer, inputs: Any) -> Any:
 
 
 @organized_apply
-def convnext_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def convnext_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`ConvNeXt`: features, `avgpool`, classifier (which flattens)."""
     return org.classifier(org.avgpool(org.features(x)))
 
 
 @organized_apply
-def cn_block_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def cn_block_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`CNBlock`: the layer-scaled block, stochastic depth, plus the input."""
     result = org.layer_scale * org.block(x)
     return org.stochastic_depth(result) + x
 
 
 def permute_apply(
-    tree: StructureTree, global_config: GlobalConfig, x: jax.Array
+    tree: StructureTree, global_config: GlobalConfig, x: InputArray
 ) -> tuple[StructureTree, jax.Array]:
     """`torchvision.ops.Permute`: `torch.permute(x, dims)`."""
-    return tree, jnp.transpose(x, tree["aux"]["dims"])
+    dims: tuple[int, ...] = tree["aux"]["dims"]  # type: ignore[assignment]  # validated by the spec
+    return tree, jnp.transpose(x, dims)
 
 
 @organized_apply
-def squeezenet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def squeezenet_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`SqueezeNet`: features, classifier (ending in a global pool), flatten."""
     return flatten(org.classifier(org.features(x)))
 
 
 @organized_apply
-def fire_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def fire_apply(org: StateOrganizer, x: InputArray) -> Any:
     """SqueezeNet's `Fire`: squeeze, then 1x1 and 3x3 expansions concatenated."""
     x = org.squeeze_activation(org.squeeze(x))
     expand1x1 = org.expand1x1_activation(org.expand1x1(x))

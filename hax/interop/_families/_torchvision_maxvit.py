@@ -108,7 +108,8 @@ def swap_axes_apply(
     tree: StructureTree, global_config: GlobalConfig, x: jax.Array
 ) -> tuple[StructureTree, jax.Array]:
     """`SwapAxes`: `torch.swapaxes(x, a, b)`."""
-    return tree, jnp.swapaxes(x, tree["aux"]["a"], tree["aux"]["b"])
+    aux: dict[str, Any] = tree["aux"]
+    return tree, jnp.swapaxes(x, aux["a"], aux["b"])
 
 
 register_all(

@@ -9,13 +9,14 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import InputArray
 from ._randomness import drop_path
 from ._registry import register_all
 from ._torchvision_cnn import features_pool_classifier_apply, flatten
 
 
 @organized_apply
-def mobilenet_v2_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def mobilenet_v2_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`MobileNetV2`: features, `adaptive_avg_pool2d(x, (1, 1))`, classifier."""
     x = org.features(x)
     x = jnp.mean(x, axis=(2, 3), keepdims=True)
@@ -23,7 +24,7 @@ def mobilenet_v2_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def mobilenet_v2_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def mobilenet_v2_inverted_residual_apply(org: StateOrganizer, x: InputArray) -> Any:
     """MobileNetV2's `InvertedResidual`: the block, plus the input when shapes allow."""
     if org.use_res_connect:
         return x + org.conv(x)
@@ -31,7 +32,7 @@ def mobilenet_v2_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> A
 
 
 @organized_apply
-def mobilenet_v3_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def mobilenet_v3_inverted_residual_apply(org: StateOrganizer, x: InputArray) -> Any:
     """MobileNetV3's `InvertedResidual`."""
     result = org.block(x)
     if org.use_res_connect:
@@ -40,7 +41,7 @@ def mobilenet_v3_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> A
 
 
 @organized_apply
-def mbconv_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def mbconv_apply(org: StateOrganizer, x: InputArray) -> Any:
     """EfficientNet's `MBConv` and `FusedMBConv`: the block, stochastic depth on the
     residual branch."""
     result = org.block(x)
@@ -51,13 +52,13 @@ def mbconv_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def mnasnet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def mnasnet_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`MNASNet`: layers, the spatial mean, classifier."""
     return org.classifier(jnp.mean(org.layers(x), axis=(2, 3)))
 
 
 @organized_apply
-def mnasnet_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def mnasnet_inverted_residual_apply(org: StateOrganizer, x: InputArray) -> Any:
     """MNASNet's `_InvertedResidual`: the layers, plus the input when `apply_residual`."""
     if org.apply_residual:
         return org.layers(x) + x
@@ -65,7 +66,7 @@ def mnasnet_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def shufflenet_v2_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def shufflenet_v2_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`ShuffleNetV2`: stem, three stages, `conv5`, the spatial mean, `fc`."""
     x = org.maxpool(org.conv1(x))
     x = org.conv5(org.stage4(org.stage3(org.stage2(x))))
@@ -80,7 +81,7 @@ def _channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
 
 
 @organized_apply
-def shufflenet_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def shufflenet_inverted_residual_apply(org: StateOrganizer, x: InputArray) -> Any:
     """ShuffleNetV2's `InvertedResidual`: half the channels (or all, when striding)
     through `branch2`, the rest through `branch1`, concatenated and shuffled."""
     if org.stride == 1:
@@ -92,7 +93,7 @@ def shufflenet_inverted_residual_apply(org: StateOrganizer, x: jax.Array) -> Any
 
 
 @organized_apply
-def squeeze_excitation_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def squeeze_excitation_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`torchvision.ops.SqueezeExcitation`: scale channels by a gate computed from their
     means."""
     scale = org.fc2(org.activation(org.fc1(org.avgpool(x))))
@@ -100,9 +101,10 @@ def squeeze_excitation_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def stochastic_depth_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def stochastic_depth_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`torchvision.ops.StochasticDepth`: drop the whole branch per sample (`"row"`) or
     for the batch (`"batch"`) with probability `p`, in training."""
+    x = jnp.asarray(x)
     return drop_path(org, x, org.p, per_sample=org.mode == "row")
 
 

@@ -7,11 +7,12 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import InputArray
 from ._registry import register_all
 
 
 @organized_apply
-def encoder_block_apply(org: StateOrganizer, input: jax.Array) -> jax.Array:
+def encoder_block_apply(org: StateOrganizer, input: InputArray) -> jax.Array:
     """`EncoderBlock`: pre-norm self-attention and MLP, each with a residual."""
     if input.ndim != 3:
         raise ValueError(f"Expected (batch_size, seq_length, hidden_dim) got {input.shape}")
@@ -24,7 +25,7 @@ def encoder_block_apply(org: StateOrganizer, input: jax.Array) -> jax.Array:
 
 
 @organized_apply
-def encoder_apply(org: StateOrganizer, input: jax.Array) -> jax.Array:
+def encoder_apply(org: StateOrganizer, input: InputArray) -> jax.Array:
     """`Encoder`: position embeddings, dropout, the blocks, the final norm."""
     if input.ndim != 3:
         raise ValueError(f"Expected (batch_size, seq_length, hidden_dim) got {input.shape}")
@@ -34,7 +35,7 @@ def encoder_apply(org: StateOrganizer, input: jax.Array) -> jax.Array:
 
 
 @organized_apply
-def vision_transformer_apply(org: StateOrganizer, x: jax.Array) -> jax.Array:
+def vision_transformer_apply(org: StateOrganizer, x: InputArray) -> jax.Array:
     """`VisionTransformer`: the logits of the class token."""
     n, _, h, w = x.shape
     p = org.patch_size
