@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
-from ..._types import GlobalConfig, StructureTree
+from ..._types import GlobalConfig, InputArray, StructureTree
 from ...nn import layer_norm_apply
 from ...nn._sequential import named_sequential_apply
 from ._hf_common import (
@@ -34,8 +34,8 @@ from ._registry import child_order
 def image_classification_apply(
     org: StateOrganizer,
     /,
-    pixel_values: jax.Array,
-    labels: jax.Array | None = None,
+    pixel_values: InputArray,
+    labels: InputArray | None = None,
     **options: Any,
 ) -> dict[str, jax.Array]:
     """`...ForImageClassification`: the base model's pooled output, dropout (when the
@@ -45,12 +45,14 @@ def image_classification_apply(
     dropout = getattr(org, "dropout", None)
     if dropout is not None:
         pooled = dropout(pooled)
-    return classifier_output(org, org.classifier(pooled), labels)
+    return classifier_output(
+        org, org.classifier(pooled), None if labels is None else jnp.asarray(labels)
+    )
 
 
 @organized_apply
 def resnet_model_apply(
-    org: StateOrganizer, /, pixel_values: jax.Array, **options: Any
+    org: StateOrganizer, /, pixel_values: InputArray, **options: Any
 ) -> dict[str, jax.Array]:
     """`ResNetModel`, `RegNetModel`: stem, encoder, `pooler` (an average pool to 1x1)."""
     reject_options("ResNetModel", options)
@@ -62,7 +64,7 @@ def resnet_model_apply(
 
 @organized_apply
 def convnext_model_apply(
-    org: StateOrganizer, /, pixel_values: jax.Array, **options: Any
+    org: StateOrganizer, /, pixel_values: InputArray, **options: Any
 ) -> dict[str, jax.Array]:
     """`ConvNextModel` (and V2): embeddings, encoder, the norm of the spatial mean."""
     reject_options("ConvNextModel", options)
@@ -73,7 +75,7 @@ def convnext_model_apply(
 
 @organized_apply
 def mobilenet_v2_model_apply(
-    org: StateOrganizer, /, pixel_values: jax.Array, **options: Any
+    org: StateOrganizer, /, pixel_values: InputArray, **options: Any
 ) -> dict[str, jax.Array]:
     """`MobileNetV2Model`: stem, the inverted residuals, `conv_1x1`, pooled (with a
     pooler) and flattened."""
@@ -91,7 +93,7 @@ def mobilenet_v2_model_apply(
 
 @organized_apply
 def efficientnet_model_apply(
-    org: StateOrganizer, /, pixel_values: jax.Array, **options: Any
+    org: StateOrganizer, /, pixel_values: InputArray, **options: Any
 ) -> dict[str, jax.Array]:
     """`EfficientNetModel`: embeddings, encoder, `pooler` (a mean or max pool over the
     whole map), flattened."""

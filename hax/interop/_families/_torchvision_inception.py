@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._organizer import StateOrganizer, organized_apply
+from ..._types import InputArray
 from ...nn.functional import adaptive_avg_pool2d
 from ._randomness import training
 from ._registry import register_all
@@ -49,9 +50,10 @@ def _outputs(org: StateOrganizer, logits: jax.Array, *aux: jax.Array | None) -> 
 
 
 @organized_apply
-def googlenet_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def googlenet_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`GoogLeNet`: stem, nine Inception blocks, pool, dropout, `fc`; `aux1`, `aux2` in
     training."""
+    x = jnp.asarray(x)
     if org.transform_input:
         x = transform_input(x)
     x = org.maxpool2(org.conv3(org.conv2(org.maxpool1(org.conv1(x)))))
@@ -61,8 +63,8 @@ def googlenet_apply(org: StateOrganizer, x: jax.Array) -> Any:
     x = org.inception4d(org.inception4c(org.inception4b(x)))
     aux2 = org.aux2(x) if org.aux2 is not None and training(org, "GoogLeNet") else None
     x = org.inception5b(org.inception5a(org.maxpool4(org.inception4e(x))))
-    x = org.fc(org.dropout(flatten(org.avgpool(x))))
-    return _outputs(org, x, aux2, aux1)
+    logits: jax.Array = org.fc(org.dropout(flatten(org.avgpool(x))))
+    return _outputs(org, logits, aux2, aux1)
 
 
 @organized_apply
@@ -80,9 +82,10 @@ def googlenet_aux_apply(org: StateOrganizer, x: jax.Array) -> Any:
 
 
 @organized_apply
-def inception3_apply(org: StateOrganizer, x: jax.Array) -> Any:
+def inception3_apply(org: StateOrganizer, x: InputArray) -> Any:
     """`Inception3`: stem, the Mixed blocks, pool, dropout, `fc`; `AuxLogits` in
     training."""
+    x = jnp.asarray(x)
     if org.transform_input:
         x = transform_input(x)
     x = org.Conv2d_2b_3x3(org.Conv2d_2a_3x3(org.Conv2d_1a_3x3(x)))
@@ -92,8 +95,8 @@ def inception3_apply(org: StateOrganizer, x: jax.Array) -> Any:
     aux_net = org.AuxLogits
     aux = aux_net(x) if aux_net is not None and training(org, "Inception3") else None
     x = org.Mixed_7c(org.Mixed_7b(org.Mixed_7a(x)))
-    x = org.fc(flatten(org.dropout(org.avgpool(x))))
-    return _outputs(org, x, aux)
+    logits: jax.Array = org.fc(flatten(org.dropout(org.avgpool(x))))
+    return _outputs(org, logits, aux)
 
 
 def _chain(org: StateOrganizer, x: jax.Array, *names: str) -> jax.Array:
