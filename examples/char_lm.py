@@ -5,8 +5,9 @@ Python, so nothing is downloaded), trains `hax.models.GPT` on random windows of 
 with optax under `hax.jit`, and samples text from the trained model.
 
 Run: `python examples/char_lm.py [--steps 1000] [--seed 0] [--sample 300]`
-(the progress bar needs tqdm, from the `examples` extra). About 3 minutes on 2 CPU
-cores; the train loss falls from ~4.5 to ~1.2 and the samples look like Python.
+(the progress bar needs tqdm, from the `examples` extra). Under 6 minutes on 2 CPU
+cores; the train loss falls from ~4.5 to ~1.6 (uniform guessing over the 95 characters:
+4.55), and the samples take Python's shape: indentation, `def`, names and brackets.
 """
 
 import argparse
