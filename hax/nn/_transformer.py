@@ -251,9 +251,11 @@ def activation_name(m: Any) -> str:
     )
 
 
-def _convert_encoder_layer(m: Any, convert_child: ConvertChild) -> Module:
+def layer_arguments(m: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The constructor arguments of a torch `TransformerEncoderLayer` or
+    `TransformerDecoderLayer`, which take the same ones."""
     attention = m.self_attn
-    return TransformerEncoderLayer(
+    args = (
         attention.embed_dim,
         attention.num_heads,
         m.linear1.out_features,
@@ -263,8 +265,13 @@ def _convert_encoder_layer(m: Any, convert_child: ConvertChild) -> Module:
         attention.batch_first,
         m.norm_first,
         has(m.linear1.bias),
-        dtype=dtype_of(m),
     )
+    return args, {"dtype": dtype_of(m)}
+
+
+def _convert_encoder_layer(m: Any, convert_child: ConvertChild) -> Module:
+    args, kwargs = layer_arguments(m)
+    return TransformerEncoderLayer(*args, **kwargs)
 
 
 _TRANSFORMER_ENCODER_LAYER = layer(

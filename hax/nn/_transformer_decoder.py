@@ -13,17 +13,16 @@ from jaxtyping import Array, Float
 
 from .._config import merge_configs
 from .._rng import RngLike, resolve_rng
-from .._torch_attrs import dtype_of, has
 from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from ._attention import Mask
 from ._layer import ConvertChild, layer
 from ._transformer import (
-    activation_name,
     attention_block,
     check_activation,
     children_runner,
     feed_forward_block,
+    layer_arguments,
     layer_modules,
     make_stack,
     run_stack,
@@ -128,19 +127,8 @@ def TransformerDecoderLayer(
 
 
 def _convert_decoder_layer(m: Any, convert_child: ConvertChild) -> Module:
-    attention = m.self_attn
-    return TransformerDecoderLayer(
-        attention.embed_dim,
-        attention.num_heads,
-        m.linear1.out_features,
-        m.dropout.p,
-        activation_name(m),
-        m.norm1.eps,
-        attention.batch_first,
-        m.norm_first,
-        has(m.linear1.bias),
-        dtype=dtype_of(m),
-    )
+    args, kwargs = layer_arguments(m)
+    return TransformerDecoderLayer(*args, **kwargs)
 
 
 _TRANSFORMER_DECODER_LAYER = layer(
