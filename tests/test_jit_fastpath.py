@@ -2,6 +2,7 @@
 structure and every static value are exactly the same; anything else is noticed."""
 
 import collections
+import gc
 import math
 import warnings
 
@@ -233,3 +234,40 @@ def test_deep_chain_of_nodes():
         leaf = leaf["submodules"]["c"]
     np.testing.assert_allclose(leaf["params"]["w"], [2.0, 2.0])
     assert not math.isnan(float(leaf["params"]["w"][0]))
+
+
+def test_the_collector_is_paused_only_during_a_fast_call():
+    """The fast path pauses the garbage collector while it builds its result (an acyclic
+    tree: collecting then finds nothing), and leaves it as it found it: on after a call,
+    off after a call when the user had turned it off, on after a call that raised."""
+    seen = []
+
+    def probe(tree, config, x):
+        return hax.apply_tree(tree, config, x)[1]
+
+    tree, config = model()
+    f = hax.jit(probe)
+    x = jnp.ones((2, 3))
+    warm(f, tree, config, x)
+    assert gc.isenabled()
+    seen.append(f(tree, config, x))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        seen.append(f(tree, config, x))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    entry = f._recent[0]
+    original = entry.compiled
+
+    def fails(*groups):
+        assert not gc.isenabled()  # paused while the compiled function runs
+        raise RuntimeError("device lost")
+
+    entry.compiled = fails
+    with pytest.raises(RuntimeError, match="device lost"):
+        f(tree, config, x)
+    assert gc.isenabled()
+    entry.compiled = original
+    np.testing.assert_array_equal(seen[0], seen[1])
