@@ -11,8 +11,7 @@ from jax.typing import DTypeLike
 from .._tree import structure_tree_map
 from .._types import ApplyFn, GlobalConfig, StructureTree
 from ..nn import registered_layers
-from ..schema import LayerSpec, spec_of
-from ..surgery._wrap import unwrapped
+from ..surgery._wrap import WrapperApply, unwrapped
 
 AUX_KEY = "compute_dtype"
 """A node whose `aux` has this key (a dtype name such as `"float32"`) computes in
@@ -79,7 +78,7 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class NodeDtype:
+class NodeDtype(WrapperApply):
     """A node's apply, run in `dtype`: floating inputs cast to it, floating outputs
     cast back to `outer` (the dtype around it). The node it returns keeps this apply,
     whatever `inner` put there (a `hax.surgery.wrap` returns its own)."""
@@ -93,29 +92,17 @@ class NodeDtype:
     ) -> tuple[StructureTree, Any]:
         args, kwargs = cast_floating((args, kwargs), self.dtype)
         new_tree, out = self.inner(tree, global_config, *args, **kwargs)
-        if new_tree["apply"] is not self:
-            new_tree = {**new_tree, "apply": self}
-        return new_tree, cast_floating(out, self.outer)
+        return self.owned(new_tree), cast_floating(out, self.outer)
 
 
 @dataclasses.dataclass(frozen=True)
-class PolicyApply:
+class PolicyApply(WrapperApply):
     """The root apply of a tree under a `Policy` (see `mixed_precision`). A frozen
     dataclass, so rebuilding the same policy does not retrace under `hax.jit`."""
 
     inner: ApplyFn
     policy: Policy
     float32_applies: frozenset[Any]
-
-    @property
-    def __hax_wraps__(self) -> ApplyFn:
-        """The model's own root apply: surgery and `select(kind=...)` see through."""
-        return self.inner
-
-    @property
-    def __hax_spec__(self) -> LayerSpec | None:
-        """The root keeps the layer spec of its own apply, so `validate` checks it."""
-        return spec_of(self.inner)
 
     def _node_dtype(self, node: StructureTree, outer: str) -> str:
         aux: dict[str, Any] = node["aux"]

@@ -7,8 +7,7 @@ from .._leaves import LeafAddress
 from .._tree import get_subtree, named_nodes, set_subtree
 from .._types import ApplyFn, GlobalConfig, StructureTree
 from .._validate import validate
-from ..schema import LayerSpec, spec_of
-from ._wrap import fn_name, unwrapped
+from ._wrap import WrapperApply, fn_name, unwrapped
 
 TIED = "tied"
 """The `aux` key listing a node's entries that another node holds (`("weight",)`): the
@@ -34,7 +33,7 @@ def _drop(tree: StructureTree, address: LeafAddress) -> StructureTree:
     return set_subtree(tree, address.path, {**node, address.kind: entries})  # type: ignore[misc]  # as above
 
 
-class Tied:
+class Tied(WrapperApply):
     """The apply of a node below which some entries are tied: for each call, every
     destination entry is lent its source's array, the wrapped apply runs, and the lent
     copies are dropped from the result. So the tree holds each tied array once (one
@@ -59,15 +58,7 @@ class Tied:
         new_tree, out = self.inner(lent, global_config, *args, **kwargs)
         for dst, _ in self.ties:
             new_tree = _drop(new_tree, dst)
-        return {**new_tree, "apply": self}, out
-
-    @property
-    def __hax_spec__(self) -> LayerSpec | None:
-        return spec_of(self.inner)
-
-    @property
-    def __hax_wraps__(self) -> ApplyFn:
-        return self.inner
+        return self.owned(new_tree), out
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -1,5 +1,6 @@
 """`Wrapped`: the apply of a wrapped node, static and compared by value under `jit`."""
 
+import abc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +11,34 @@ WrapFn = Callable[..., tuple[StructureTree, Any]]
 """`fn(inner_apply, tree, global_config, *args, **kwargs) -> (new_tree, out)`."""
 
 
-class Wrapped:
+class WrapperApply(abc.ABC):
+    """Base of the applies that run another apply, `inner` (a wrap, a tie, a precision
+    policy): surgery, `select(kind=...)`, `config_of` and `unwrapped` see through it
+    (`__hax_wraps__`), and its node keeps `inner`'s layer spec (`__hax_spec__`), so
+    `hax.validate` checks the node as before it was wrapped."""
+
+    __slots__ = ()
+    inner: ApplyFn
+
+    @abc.abstractmethod
+    def __call__(
+        self, tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
+    ) -> tuple[StructureTree, Any]: ...
+
+    @property
+    def __hax_wraps__(self) -> ApplyFn:
+        return self.inner
+
+    @property
+    def __hax_spec__(self) -> LayerSpec | None:
+        return spec_of(self.inner)
+
+    def owned(self, node: StructureTree) -> StructureTree:
+        """`node` with this apply as its apply (what `inner` returned names `inner`)."""
+        return node if node["apply"] is self else {**node, "apply": self}
+
+
+class Wrapped(WrapperApply):
     """The apply of a wrapped node: `Wrapped(fn, inner)(tree, config, *args, **kwargs)`
     is `fn(inner, tree, config, *args, **kwargs)`, and the returned node keeps this
     apply whatever `fn` put there.
@@ -36,17 +64,7 @@ class Wrapped:
         self, tree: StructureTree, global_config: GlobalConfig, /, *args: Any, **kwargs: Any
     ) -> tuple[StructureTree, Any]:
         new_tree, out = self.fn(self.inner, tree, global_config, *args, **kwargs)
-        if new_tree["apply"] is not self:
-            new_tree = {**new_tree, "apply": self}
-        return new_tree, out
-
-    @property
-    def __hax_spec__(self) -> LayerSpec | None:
-        return spec_of(self.inner)
-
-    @property
-    def __hax_wraps__(self) -> ApplyFn:
-        return self.inner
+        return self.owned(new_tree), out
 
     def __eq__(self, other: object) -> bool:
         return (
