@@ -6,7 +6,7 @@ The blocks, the layer stack and the converters here serve the decoder
 (`hax.nn._transformer_decoder`) too.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -95,6 +95,20 @@ def feed_forward_block(run: Run, activation: str, dropout: str, x: jax.Array) ->
     return run(dropout, run("linear2", h))  # type: ignore[no-any-return]  # as above
 
 
+def residual_blocks(
+    run: Run,
+    norm_first: bool,
+    blocks: Iterable[tuple[str, Callable[[jax.Array], jax.Array]]],
+    x: jax.Array,
+) -> jax.Array:
+    """`x` through each `(norm, block)` with a residual connection, as torch's Transformer
+    layers: pre-norm (`x + block(norm(x))`) when `norm_first`, else post-norm
+    (`norm(x + block(x))`)."""
+    for norm, block in blocks:
+        x = x + block(run(norm, x)) if norm_first else run(norm, x + block(x))
+    return x
+
+
 def check_activation(activation: Any, who: str) -> None:
     """Raise unless `activation` is `"relu"` or `"gelu"` (a function cannot be stored in aux)."""
     if not isinstance(activation, str):
@@ -174,13 +188,8 @@ def transformer_encoder_layer_apply(
     def feed_forward(x: jax.Array) -> jax.Array:
         return feed_forward_block(run, aux["activation"], "dropout2", x)
 
-    x = jnp.asarray(src)
-    if aux["norm_first"]:
-        x = x + self_attention(run("norm1", x))
-        x = x + feed_forward(run("norm2", x))
-    else:
-        x = run("norm1", x + self_attention(x))
-        x = run("norm2", x + feed_forward(x))
+    blocks = [("norm1", self_attention), ("norm2", feed_forward)]
+    x = residual_blocks(run, aux["norm_first"], blocks, jnp.asarray(src))
     return {**tree, "submodules": children}, x
 
 

@@ -25,6 +25,7 @@ from ._transformer import (
     layer_arguments,
     layer_modules,
     make_stack,
+    residual_blocks,
     run_stack,
     stack_converter,
 )
@@ -73,15 +74,8 @@ def transformer_decoder_layer_apply(
     def feed_forward(x: jax.Array) -> jax.Array:
         return feed_forward_block(run, aux["activation"], "dropout3", x)
 
-    x = jnp.asarray(tgt)
-    if aux["norm_first"]:
-        x = x + self_attention(run("norm1", x))
-        x = x + cross_attention(run("norm2", x))
-        x = x + feed_forward(run("norm3", x))
-    else:
-        x = run("norm1", x + self_attention(x))
-        x = run("norm2", x + cross_attention(x))
-        x = run("norm3", x + feed_forward(x))
+    blocks = [("norm1", self_attention), ("norm2", cross_attention), ("norm3", feed_forward)]
+    x = residual_blocks(run, aux["norm_first"], blocks, jnp.asarray(tgt))
     return {**tree, "submodules": children}, x
 
 
