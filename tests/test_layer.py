@@ -216,3 +216,42 @@ def test_declaring_again_replaces_and_clashes_raise(registry):
         hax.nn.layer("NoConverter", scale_apply, torch="torch.nn.Linear")
     with pytest.raises(ValueError, match="needs torch"):
         hax.nn.layer("NoTorch", scale_apply, converter=convert_scale)
+
+
+class TorchShift(tnn.Module):
+    """A parameter-free layer whose attributes are its constructor's arguments."""
+
+    def __init__(self, amount, scale=1.0):
+        super().__init__()
+        self.amount, self.scale = amount, scale
+
+    def forward(self, x):
+        return (x + self.amount) * self.scale
+
+
+def shift_apply(tree, config, x):
+    return tree, (x + tree["aux"]["amount"]) * tree["aux"]["scale"]
+
+
+def Shift(amount, scale=1.0):
+    return hax.validate(registered_layers()["TestShift"].node(amount=amount, scale=scale)), {}
+
+
+def test_from_attributes_passes_the_torch_attributes_in_order(registry):
+    hax.nn.layer(
+        "TestShift",
+        shift_apply,
+        aux={"amount": float, "scale": float},
+        torch=f"{TorchShift.__module__}.TorchShift",
+        converter=hax.nn.from_attributes(Shift, "amount", "scale"),
+    )
+    model = TorchShift(0.5, -2.0)
+    tree, config = convert(model)
+    assert tree["aux"] == {"amount": 0.5, "scale": -2.0}
+    x = np.linspace(-1, 1, 6, dtype=np.float32)
+    expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(hax.apply_tree(tree, config, jnp.asarray(x))[1], expected)
+    converter = registered_layers()["TestShift"].converter
+    assert converter.__qualname__ == "from_attributes(Shift)"
+    with pytest.raises(AttributeError, match="amount"):  # names what torch lacks
+        converter(tnn.Identity(), None)

@@ -73,7 +73,12 @@ from ._dropout import (
     dropout_apply as dropout_apply,
 )
 from ._embedding import Embedding as Embedding, embedding_apply as embedding_apply
-from ._layer import Layer as Layer, layer as layer, registered_layers as registered_layers
+from ._layer import (
+    Layer as Layer,
+    from_attributes as from_attributes,
+    layer as layer,
+    registered_layers as registered_layers,
+)
 from ._linear import Linear as Linear, linear_apply as linear_apply
 from ._norm import (
     BatchNorm1d as BatchNorm1d,

@@ -13,7 +13,7 @@ from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F
 from ._functional import _check_approximate, _softmax_dim
-from ._layer import ConvertChild, layer
+from ._layer import from_attributes, layer
 
 # ---------------------------------------------------------------- ReLU
 
@@ -31,12 +31,12 @@ def ReLU(inplace: bool = False) -> Module:
     return validate(_RELU.node(inplace=bool(inplace))), {}
 
 
-def _convert_relu(m: Any, convert_child: ConvertChild) -> Module:
-    return ReLU(m.inplace)
-
-
 _RELU = layer(
-    "ReLU", relu_apply, aux={"inplace": bool}, torch="torch.nn.ReLU", converter=_convert_relu
+    "ReLU",
+    relu_apply,
+    aux={"inplace": bool},
+    torch="torch.nn.ReLU",
+    converter=from_attributes(ReLU, "inplace"),
 )
 
 
@@ -57,12 +57,12 @@ def GELU(approximate: str = "none") -> Module:
     return validate(_GELU.node(approximate=approximate)), {}
 
 
-def _convert_gelu(m: Any, convert_child: ConvertChild) -> Module:
-    return GELU(m.approximate)
-
-
 _GELU = layer(
-    "GELU", gelu_apply, aux={"approximate": str}, torch="torch.nn.GELU", converter=_convert_gelu
+    "GELU",
+    gelu_apply,
+    aux={"approximate": str},
+    torch="torch.nn.GELU",
+    converter=from_attributes(GELU, "approximate"),
 )
 
 
@@ -81,12 +81,12 @@ def SiLU(inplace: bool = False) -> Module:
     return validate(_SILU.node(inplace=bool(inplace))), {}
 
 
-def _convert_silu(m: Any, convert_child: ConvertChild) -> Module:
-    return SiLU(m.inplace)
-
-
 _SILU = layer(
-    "SiLU", silu_apply, aux={"inplace": bool}, torch="torch.nn.SiLU", converter=_convert_silu
+    "SiLU",
+    silu_apply,
+    aux={"inplace": bool},
+    torch="torch.nn.SiLU",
+    converter=from_attributes(SiLU, "inplace"),
 )
 
 
@@ -105,12 +105,12 @@ def Mish(inplace: bool = False) -> Module:
     return validate(_MISH.node(inplace=bool(inplace))), {}
 
 
-def _convert_mish(m: Any, convert_child: ConvertChild) -> Module:
-    return Mish(m.inplace)
-
-
 _MISH = layer(
-    "Mish", mish_apply, aux={"inplace": bool}, torch="torch.nn.Mish", converter=_convert_mish
+    "Mish",
+    mish_apply,
+    aux={"inplace": bool},
+    torch="torch.nn.Mish",
+    converter=from_attributes(Mish, "inplace"),
 )
 
 
@@ -127,16 +127,12 @@ def Hardswish(inplace: bool = False) -> Module:
     return validate(_HARDSWISH.node(inplace=bool(inplace))), {}
 
 
-def _convert_hardswish(m: Any, convert_child: ConvertChild) -> Module:
-    return Hardswish(m.inplace)
-
-
 _HARDSWISH = layer(
     "Hardswish",
     hardswish_apply,
     aux={"inplace": bool},
     torch="torch.nn.Hardswish",
-    converter=_convert_hardswish,
+    converter=from_attributes(Hardswish, "inplace"),
 )
 
 
@@ -153,16 +149,12 @@ def Hardsigmoid(inplace: bool = False) -> Module:
     return validate(_HARDSIGMOID.node(inplace=bool(inplace))), {}
 
 
-def _convert_hardsigmoid(m: Any, convert_child: ConvertChild) -> Module:
-    return Hardsigmoid(m.inplace)
-
-
 _HARDSIGMOID = layer(
     "Hardsigmoid",
     hardsigmoid_apply,
     aux={"inplace": bool},
     torch="torch.nn.Hardsigmoid",
-    converter=_convert_hardsigmoid,
+    converter=from_attributes(Hardsigmoid, "inplace"),
 )
 
 
@@ -184,16 +176,12 @@ def LeakyReLU(negative_slope: float = 0.01, inplace: bool = False) -> Module:
     return validate(tree), {}
 
 
-def _convert_leaky_relu(m: Any, convert_child: ConvertChild) -> Module:
-    return LeakyReLU(m.negative_slope, m.inplace)
-
-
 _LEAKY_RELU = layer(
     "LeakyReLU",
     leaky_relu_apply,
     aux={"negative_slope": float, "inplace": bool},
     torch="torch.nn.LeakyReLU",
-    converter=_convert_leaky_relu,
+    converter=from_attributes(LeakyReLU, "negative_slope", "inplace"),
 )
 
 
@@ -211,16 +199,12 @@ def ELU(alpha: float = 1.0, inplace: bool = False) -> Module:
     return validate(_ELU.node(alpha=float(alpha), inplace=bool(inplace))), {}
 
 
-def _convert_elu(m: Any, convert_child: ConvertChild) -> Module:
-    return ELU(m.alpha, m.inplace)
-
-
 _ELU = layer(
     "ELU",
     elu_apply,
     aux={"alpha": float, "inplace": bool},
     torch="torch.nn.ELU",
-    converter=_convert_elu,
+    converter=from_attributes(ELU, "alpha", "inplace"),
 )
 
 
@@ -238,16 +222,12 @@ def Softplus(beta: float = 1.0, threshold: float = 20.0) -> Module:
     return validate(_SOFTPLUS.node(beta=float(beta), threshold=float(threshold))), {}
 
 
-def _convert_softplus(m: Any, convert_child: ConvertChild) -> Module:
-    return Softplus(m.beta, m.threshold)
-
-
 _SOFTPLUS = layer(
     "Softplus",
     softplus_apply,
     aux={"beta": float, "threshold": float},
     torch="torch.nn.Softplus",
-    converter=_convert_softplus,
+    converter=from_attributes(Softplus, "beta", "threshold"),
 )
 
 
@@ -266,11 +246,7 @@ def Tanh() -> Module:
     return validate(_TANH.node()), {}
 
 
-def _convert_tanh(m: Any, convert_child: ConvertChild) -> Module:
-    return Tanh()
-
-
-_TANH = layer("Tanh", tanh_apply, torch="torch.nn.Tanh", converter=_convert_tanh)
+_TANH = layer("Tanh", tanh_apply, torch="torch.nn.Tanh", converter=from_attributes(Tanh))
 
 
 def sigmoid_apply(
@@ -285,11 +261,9 @@ def Sigmoid() -> Module:
     return validate(_SIGMOID.node()), {}
 
 
-def _convert_sigmoid(m: Any, convert_child: ConvertChild) -> Module:
-    return Sigmoid()
-
-
-_SIGMOID = layer("Sigmoid", sigmoid_apply, torch="torch.nn.Sigmoid", converter=_convert_sigmoid)
+_SIGMOID = layer(
+    "Sigmoid", sigmoid_apply, torch="torch.nn.Sigmoid", converter=from_attributes(Sigmoid)
+)
 
 
 # ---------------------------------------------------------------- Softmax, LogSoftmax
@@ -312,16 +286,12 @@ def Softmax(dim: int | None = None) -> Module:
     return validate(_SOFTMAX.node(dim=_softmax_dim(dim, "Softmax"))), {}
 
 
-def _convert_softmax(m: Any, convert_child: ConvertChild) -> Module:
-    return Softmax(m.dim)
-
-
 _SOFTMAX = layer(
     "Softmax",
     softmax_apply,
     aux={"dim": int},
     torch="torch.nn.Softmax",
-    converter=_convert_softmax,
+    converter=from_attributes(Softmax, "dim"),
     float32=True,
 )
 
@@ -340,15 +310,11 @@ def LogSoftmax(dim: int | None = None) -> Module:
     return validate(_LOG_SOFTMAX.node(dim=_softmax_dim(dim, "LogSoftmax"))), {}
 
 
-def _convert_log_softmax(m: Any, convert_child: ConvertChild) -> Module:
-    return LogSoftmax(m.dim)
-
-
 _LOG_SOFTMAX = layer(
     "LogSoftmax",
     log_softmax_apply,
     aux={"dim": int},
     torch="torch.nn.LogSoftmax",
-    converter=_convert_log_softmax,
+    converter=from_attributes(LogSoftmax, "dim"),
     float32=True,
 )

@@ -14,7 +14,7 @@ from .._torch_attrs import dtype_of, has
 from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F, _init
-from ._layer import ConvertChild, layer
+from ._layer import ConvertChild, from_attributes, layer
 
 # ---------------------------------------------------------------- Identity
 
@@ -35,12 +35,8 @@ def Identity(*args: Any, **kwargs: Any) -> Module:
     return validate(_IDENTITY.node()), {}
 
 
-def _convert_identity(m: Any, convert_child: ConvertChild) -> Module:
-    return Identity()
-
-
 _IDENTITY = layer(
-    "Identity", identity_apply, torch="torch.nn.Identity", converter=_convert_identity
+    "Identity", identity_apply, torch="torch.nn.Identity", converter=from_attributes(Identity)
 )
 
 
@@ -80,16 +76,12 @@ def Flatten(start_dim: int = 1, end_dim: int = -1) -> Module:
     return validate(_FLATTEN.node(start_dim=int(start_dim), end_dim=int(end_dim))), {}
 
 
-def _convert_flatten(m: Any, convert_child: ConvertChild) -> Module:
-    return Flatten(m.start_dim, m.end_dim)
-
-
 _FLATTEN = layer(
     "Flatten",
     flatten_apply,
     aux={"start_dim": int, "end_dim": int},
     torch="torch.nn.Flatten",
-    converter=_convert_flatten,
+    converter=from_attributes(Flatten, "start_dim", "end_dim"),
 )
 
 
@@ -142,16 +134,12 @@ def Unflatten(dim: int, unflattened_size: Sequence[int]) -> Module:
     return validate(_UNFLATTEN.node(dim=dim, unflattened_size=sizes)), {}
 
 
-def _convert_unflatten(m: Any, convert_child: ConvertChild) -> Module:
-    return Unflatten(m.dim, m.unflattened_size)
-
-
 _UNFLATTEN = layer(
     "Unflatten",
     unflatten_apply,
     aux={"dim": int, "unflattened_size": tuple},
     torch="torch.nn.Unflatten",
-    converter=_convert_unflatten,
+    converter=from_attributes(Unflatten, "dim", "unflattened_size"),
 )
 
 

@@ -26,6 +26,17 @@ Converter: TypeAlias = Callable[[Any, ConvertChild], Module]
 one torch module (its weights are loaded afterwards by `convert`)."""
 
 
+def from_attributes(constructor: Callable[..., Module], *names: str) -> Converter:
+    """The converter of a layer whose torch attributes `names` are, in order, its
+    constructor's arguments (`from_attributes(LeakyReLU, "negative_slope", "inplace")`)."""
+
+    def convert(m: Any, convert_child: ConvertChild) -> Module:
+        return constructor(*(getattr(m, name) for name in names))
+
+    convert.__qualname__ = f"from_attributes({constructor.__name__})"
+    return convert
+
+
 @dataclass(frozen=True, eq=False)
 class Layer:
     """One kind of layer, as `layer(...)` declared it.

@@ -18,7 +18,7 @@ from jaxtyping import Array, Float, Int, Real
 from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from ._conv import as_tuple
-from ._layer import ConvertChild, Layer, layer
+from ._layer import Layer, from_attributes, layer
 
 
 def _accumulator(x: jax.Array) -> jax.Array:
@@ -524,36 +524,6 @@ def AdaptiveMaxPool2d(
     return validate(tree), {}
 
 
-def _convert_max_pool1d(m: Any, convert_child: ConvertChild) -> Module:
-    return MaxPool1d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode)
-
-
-def _convert_max_pool2d(m: Any, convert_child: ConvertChild) -> Module:
-    return MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices, m.ceil_mode)
-
-
-def _convert_avg_pool1d(m: Any, convert_child: ConvertChild) -> Module:
-    return AvgPool1d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
-
-
-def _convert_avg_pool2d(m: Any, convert_child: ConvertChild) -> Module:
-    return AvgPool2d(
-        m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override
-    )
-
-
-def _convert_adaptive_avg_pool1d(m: Any, convert_child: ConvertChild) -> Module:
-    return AdaptiveAvgPool1d(m.output_size)
-
-
-def _convert_adaptive_avg_pool2d(m: Any, convert_child: ConvertChild) -> Module:
-    return AdaptiveAvgPool2d(m.output_size)
-
-
-def _convert_adaptive_max_pool2d(m: Any, convert_child: ConvertChild) -> Module:
-    return AdaptiveMaxPool2d(m.output_size, m.return_indices)
-
-
 _WINDOW_AUX = {"kernel_size": tuple, "stride": tuple, "padding": tuple}
 _MAX_POOL_AUX = {**_WINDOW_AUX, "dilation": tuple, "return_indices": bool, "ceil_mode": bool}
 _AVG_POOL_AUX = {**_WINDOW_AUX, "ceil_mode": bool, "count_include_pad": bool}
@@ -562,47 +532,61 @@ _MAX_POOL1D = layer(
     max_pool1d_apply,
     aux=_MAX_POOL_AUX,
     torch="torch.nn.MaxPool1d",
-    converter=_convert_max_pool1d,
+    converter=from_attributes(
+        MaxPool1d, "kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"
+    ),
 )
 _MAX_POOL2D = layer(
     "MaxPool2d",
     max_pool2d_apply,
     aux=_MAX_POOL_AUX,
     torch="torch.nn.MaxPool2d",
-    converter=_convert_max_pool2d,
+    converter=from_attributes(
+        MaxPool2d, "kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"
+    ),
 )
 _AVG_POOL1D = layer(
     "AvgPool1d",
     avg_pool1d_apply,
     aux=_AVG_POOL_AUX,
     torch="torch.nn.AvgPool1d",
-    converter=_convert_avg_pool1d,
+    converter=from_attributes(
+        AvgPool1d, "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"
+    ),
 )
 _AVG_POOL2D = layer(
     "AvgPool2d",
     avg_pool2d_apply,
     aux={**_AVG_POOL_AUX, "divisor_override": int | None},
     torch="torch.nn.AvgPool2d",
-    converter=_convert_avg_pool2d,
+    converter=from_attributes(
+        AvgPool2d,
+        "kernel_size",
+        "stride",
+        "padding",
+        "ceil_mode",
+        "count_include_pad",
+        "divisor_override",
+    ),
 )
 _ADAPTIVE_AVG_POOL1D = layer(
     "AdaptiveAvgPool1d",
     adaptive_avg_pool1d_apply,
     aux={"output_size": tuple},
     torch="torch.nn.AdaptiveAvgPool1d",
-    converter=_convert_adaptive_avg_pool1d,
+    converter=from_attributes(AdaptiveAvgPool1d, "output_size"),
 )
 _ADAPTIVE_AVG_POOL2D = layer(
     "AdaptiveAvgPool2d",
     adaptive_avg_pool2d_apply,
     aux={"output_size": tuple},
     torch="torch.nn.AdaptiveAvgPool2d",
-    converter=_convert_adaptive_avg_pool2d,
+    converter=from_attributes(AdaptiveAvgPool2d, "output_size"),
 )
 _ADAPTIVE_MAX_POOL2D = layer(
     "AdaptiveMaxPool2d",
     adaptive_max_pool2d_apply,
     aux={"output_size": tuple, "return_indices": bool},
     torch="torch.nn.AdaptiveMaxPool2d",
-    converter=_convert_adaptive_max_pool2d,
+    converter=from_attributes(AdaptiveMaxPool2d, "output_size", "return_indices"),
 )

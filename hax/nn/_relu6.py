@@ -1,13 +1,11 @@
 """`ReLU6`: `min(max(x, 0), 6)`, as `torch.nn.ReLU6`."""
 
-from typing import Any
-
 from jaxtyping import Array, Float
 
 from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
 from . import _functional as F
-from ._layer import ConvertChild, layer
+from ._layer import from_attributes, layer
 
 
 def relu6_apply(
@@ -23,10 +21,10 @@ def ReLU6(inplace: bool = False) -> Module:
     return validate(_RELU6.node(inplace=bool(inplace))), {}
 
 
-def _convert(m: Any, convert_child: ConvertChild) -> Module:
-    return ReLU6(m.inplace)
-
-
 _RELU6 = layer(
-    "ReLU6", relu6_apply, aux={"inplace": bool}, torch="torch.nn.ReLU6", converter=_convert
+    "ReLU6",
+    relu6_apply,
+    aux={"inplace": bool},
+    torch="torch.nn.ReLU6",
+    converter=from_attributes(ReLU6, "inplace"),
 )

@@ -19,7 +19,7 @@ from jaxtyping import Array, Real
 
 from .._types import GlobalConfig, InputArray, Module, StructureTree
 from .._validate import validate
-from ._layer import ConvertChild, layer
+from ._layer import from_attributes, layer
 from ._pool import _adaptive_avg_pool
 
 # mode -> the number of spatial axes it needs (None: 1, 2 or 3)
@@ -296,10 +296,6 @@ def Upsample(
     return validate(tree), {}
 
 
-def _convert(m: Any, convert_child: ConvertChild) -> Module:
-    return Upsample(m.size, m.scale_factor, m.mode, m.align_corners, m.recompute_scale_factor)
-
-
 _UPSAMPLE = layer(
     "Upsample",
     upsample_apply,
@@ -312,5 +308,7 @@ _UPSAMPLE = layer(
     },
     # the two subclasses only fix mode (and align_corners=True for the bilinear one)
     torch=("torch.nn.Upsample", "torch.nn.UpsamplingNearest2d", "torch.nn.UpsamplingBilinear2d"),
-    converter=_convert,
+    converter=from_attributes(
+        Upsample, "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor"
+    ),
 )
