@@ -196,17 +196,20 @@ def _channel_state(
     return params, buffers
 
 
-def _make_batch_norm(
+def _make_channel_norm(
     record: Layer,
     num_features: int,
     eps: float,
     momentum: float | None,
     affine: bool,
     track_running_stats: bool,
-    bias: bool,
-    axis_name: str | None,
     dtype: Any,
+    **aux: Any,
 ) -> Module:
+    """A batch or instance norm node: per-channel params and running statistics, the
+    aux that both kinds have, and `aux` (BatchNorm's `bias`, whether its affine bias
+    exists, and `axis_name`; an instance norm always has the bias when affine)."""
+    bias = aux.get("bias", True)
     params, buffers = _channel_state(num_features, affine, bias, track_running_stats, dtype)
     tree = record.node(
         params,
@@ -216,8 +219,7 @@ def _make_batch_norm(
         momentum=None if momentum is None else float(momentum),
         affine=affine,
         track_running_stats=track_running_stats,
-        bias=bias,
-        axis_name=axis_name,
+        **aux,
     )
     config = {"train_mode": True}
     return validate(tree, config), config
@@ -256,16 +258,16 @@ def BatchNorm1d(
       module docstring); `None` uses each call's own batch.
     - `dtype`: the params' and running statistics' dtype.
     """
-    return _make_batch_norm(
+    return _make_channel_norm(
         _BATCH_NORM1D,
         num_features,
         eps,
         momentum,
         affine,
         track_running_stats,
-        bias,
-        axis_name,
         dtype,
+        bias=bias,
+        axis_name=axis_name,
     )
 
 
@@ -285,16 +287,16 @@ def BatchNorm2d(
     Statistics per channel over `N, H, W`; otherwise exactly `BatchNorm1d` (train/eval
     behaviour, running-statistics updates, params, buffers, `axis_name`).
     """
-    return _make_batch_norm(
+    return _make_channel_norm(
         _BATCH_NORM2D,
         num_features,
         eps,
         momentum,
         affine,
         track_running_stats,
-        bias,
-        axis_name,
         dtype,
+        bias=bias,
+        axis_name=axis_name,
     )
 
 
@@ -425,29 +427,6 @@ def instance_norm2d_apply(
     return _instance_norm(tree, global_config, x, 2, "InstanceNorm2d")
 
 
-def _make_instance_norm(
-    record: Layer,
-    num_features: int,
-    eps: float,
-    momentum: float | None,
-    affine: bool,
-    track_running_stats: bool,
-    dtype: Any,
-) -> Module:
-    params, buffers = _channel_state(num_features, affine, True, track_running_stats, dtype)
-    tree = record.node(
-        params,
-        buffers,
-        num_features=num_features,
-        eps=float(eps),
-        momentum=None if momentum is None else float(momentum),
-        affine=affine,
-        track_running_stats=track_running_stats,
-    )
-    config = {"train_mode": True}
-    return validate(tree, config), config
-
-
 def InstanceNorm1d(
     num_features: int,
     eps: float = 1e-5,
@@ -471,7 +450,7 @@ def InstanceNorm1d(
     `affine`; buffers as `BatchNorm1d`'s when `track_running_stats`. `dtype` is
     their dtype.
     """
-    return _make_instance_norm(
+    return _make_channel_norm(
         _INSTANCE_NORM1D, num_features, eps, momentum, affine, track_running_stats, dtype
     )
 
@@ -487,7 +466,7 @@ def InstanceNorm2d(
 ) -> Module:
     """Instance normalisation of `(N, C, H, W)` or `(C, H, W)`, as `torch.nn.InstanceNorm2d`:
     statistics over `H, W`; otherwise exactly `InstanceNorm1d`."""
-    return _make_instance_norm(
+    return _make_channel_norm(
         _INSTANCE_NORM2D, num_features, eps, momentum, affine, track_running_stats, dtype
     )
 
