@@ -12,6 +12,7 @@ from typing_extensions import TypeVar as DefaultTypeVar
 
 from ._config import merge_into
 from ._module import apply_tree, as_module
+from ._path import describe_path
 from ._static import ARRAY_TYPES
 from ._tree import fill_tree
 from ._types import ApplyFn, ArrayTree, AuxValue, GlobalConfig, Module, StructureTree
@@ -82,13 +83,14 @@ class Child(Generic[Out]):
             try:
                 name = names[key]
             except IndexError:
+                where = describe_path(self._path)
                 raise IndexError(
-                    f"{'/'.join(self._path)} has {len(names)} children; index {key} is out of range"
+                    f"{where} has {len(names)} children; index {key} is out of range"
                 ) from None
         elif isinstance(key, str) and key in self.tree["submodules"]:
             name = key
         else:
-            raise KeyError(f"{'/'.join(self._path)} has no child {key!r}; it has {names}")
+            raise KeyError(f"{describe_path(self._path)} has no child {key!r}; it has {names}")
         return Child(self._org, (*self._path, name))
 
     def __iter__(self) -> Iterator["Child"]:

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._leaves import LeafAddress, entry_leaves
+from ._path import describe_path
 from ._tree import named_nodes
 from ._types import GlobalConfig, StructureTree
 from .surgery._freeze import FROZEN
@@ -147,7 +148,7 @@ def summary(tree: StructureTree, config: GlobalConfig | None = None) -> str:
             for name, leaf in _leaves(node["params"])
         )
         row = [
-            "  " * len(path) + ("/".join(path) or "<root>"),
+            "  " * len(path) + describe_path(path),
             kind_of(node["apply"]),
             shapes,
             f"{counts['params']:,}",

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from .._module import bind_module
+from .._path import path_str
 from .._report import (
     TransferReport,
     format_report,
@@ -216,11 +217,11 @@ def _warn_if_unfrozen(path: str, contents: Contents, like: StructureTree) -> Non
         p
         for p, node in named_nodes(like)
         if node["aux"].get(FROZEN) is not True
-        and (info := contents.nodes.get("/".join(p))) is not None
+        and (info := contents.nodes.get(path_str(p))) is not None
         and info.aux.get(FROZEN) is True
     ]
     if thawed:
-        names = ["/".join(p) for p in Selection(thawed, "thawed").outermost()]
+        names = [path_str(p) for p in Selection(thawed, "thawed").outermost()]
         warnings.warn(
             f"{path}: the checkpoint has frozen nodes {names} that `like` "
             "does not freeze; load keeps `like`'s aux, so they are trainable now. Freeze them "

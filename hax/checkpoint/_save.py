@@ -15,6 +15,7 @@ import numpy.typing as npt
 from jax.experimental import multihost_utils
 
 from .._leaves import claim, pytree_key_problems
+from .._path import describe_path, path_str
 from .._static import ARRAY_TYPES
 from .._tree import named_nodes
 from .._types import GlobalConfig, Module, StructureTree
@@ -87,8 +88,8 @@ def save(
     nodes = None
     if tree is not None:
         nodes = {
-            "/".join(p): {
-                "aux": encode_value(node["aux"], f"save: {'/'.join(p) or '<root>'}: aux"),
+            path_str(p): {
+                "aux": encode_value(node["aux"], f"save: {describe_path(p)}: aux"),
                 "apply": _import_path(node["apply"]),
             }
             for p, node in named_nodes(tree)

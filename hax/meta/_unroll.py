@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from .._leaves import LeafAddress
+from .._path import path_str
 from .._static import combine, partition
 from .._tree import named_nodes, structure_tree_map
 from ..optim import merge_params, split_params, value_and_grad
@@ -81,7 +82,7 @@ def hypergradient(
 
 def _leaf_node(key: str) -> str:
     """The node path of a bound-state key: `"a/b/params/w"` -> `"a/b"`."""
-    return "/".join(LeafAddress.parse_entry(key).path)
+    return path_str(LeafAddress.parse_entry(key).path)
 
 
 def _per_node(value: Any, who: str) -> Callable[[str], Any]:
@@ -114,7 +115,7 @@ def _update(params: Any, grads: Any, lr: Any, wd: Any) -> Any:
     if "submodules" in params:  # the params part of a tree, not a bound state
         return structure_tree_map(
             lambda p, g, path: (
-                {**p, "params": jax.tree.map(leaf("/".join(path)), p["params"], g["params"])}
+                {**p, "params": jax.tree.map(leaf(path_str(path)), p["params"], g["params"])}
                 if p["params"]
                 else p
             ),
@@ -150,7 +151,7 @@ def layer_rates(state: Any, value: float | jax.Array) -> dict[str, jax.Array]:
     hyperparameter for `sgd_step`, to differentiate or tune layer by layer."""
     params = split_params(state)[0]
     if "submodules" in params:
-        paths = ["/".join(path) for path, node in named_nodes(params) if node.get("params")]
+        paths = [path_str(path) for path, node in named_nodes(params) if node.get("params")]
     else:
         paths = list(dict.fromkeys(_leaf_node(k) for k in params))
     return {p: jnp.asarray(value, dtype=jnp.result_type(float)) for p in paths}

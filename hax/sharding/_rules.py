@@ -7,6 +7,7 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._leaves import node_entries
+from .._path import describe_path
 from .._tree import named_nodes
 from .._types import StructureTree
 from ..schema import ArraySpec, spec_of
@@ -197,7 +198,7 @@ def partition_specs(
             if not any((name, p) in used_at for p in matched):
                 problems.append(
                     f"override rule {name!r}: no array of the nodes it selects "
-                    f"({', '.join('/'.join(p) or '<root>' for p in sorted(matched))}) has a "
+                    f"({', '.join(map(describe_path, sorted(matched)))}) has a "
                     f"dimension named {name!r}"
                 )
     if problems:

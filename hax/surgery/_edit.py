@@ -6,7 +6,7 @@ from typing import TypeAlias
 
 from .._config import merge_configs
 from .._module import as_module
-from .._path import describe_path
+from .._path import describe_path, path_str
 from .._tree import empty_tree, structure_tree_map
 from .._types import GlobalConfig, Module, StructureTree
 from .._validate import validate
@@ -220,7 +220,7 @@ def _check_removable(path: NodePath, parent: StructureTree, who: str) -> None:
             f"{describe_path(path[:-1])} is a {kind_of(parent['apply'])}, whose apply may "
             "call its submodules by name; only children of a Sequential or a Chain can "
             f"be removed. Replace it with an identity instead: hax.surgery.replace(tree, "
-            f"{'/'.join(path)!r}, hax.nn.Identity())"
+            f"{path_str(path)!r}, hax.nn.Identity())"
         )
 
 

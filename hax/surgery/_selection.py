@@ -5,7 +5,7 @@ import difflib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, TypeAlias, overload
 
-from .._path import describe_path
+from .._path import describe_path, path_str
 from .._tree import named_nodes
 from .._types import StructureTree
 
@@ -142,16 +142,16 @@ def missing_path_message(
     parent = path[:depth]
     children = list(by_path[parent]["submodules"])
     listed = f"submodules {children[:20]}{' ...' if len(children) > 20 else ''}"
-    where = repr("/".join(parent)) if parent else "<root>"
+    where = repr(path_str(parent)) if parent else "<root>"
     text = (
-        f"{who}: no node at {'/'.join(path)!r}: {where} has "
+        f"{who}: no node at {path_str(path)!r}: {where} has "
         f"{listed if children else 'no submodules'}"
     )
-    return text + suggestions(nodes, "/".join(path))
+    return text + suggestions(nodes, path_str(path))
 
 
 def suggestions(nodes: list[tuple[NodePath, StructureTree]], text: str) -> str:
     """Up to three paths of `nodes` close to `text`, and where to list them all."""
-    close = difflib.get_close_matches(text, ["/".join(p) for p, _ in nodes if p], n=3)
+    close = difflib.get_close_matches(text, [path_str(p) for p, _ in nodes if p], n=3)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return hint + " (hax.surgery.paths(tree, '**') lists every path)"
