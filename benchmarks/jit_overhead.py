@@ -14,8 +14,8 @@ load hits both alike.
 
 With `--gc-freeze`, `gc.freeze()` runs once the models are built and compiled: the
 objects alive then (JAX's own, the models) leave the garbage collector's generations,
-so its full collections, which a loop's returned trees (five dicts per node) trigger
-every few calls, no longer walk them.
+so full collections no longer walk them. (`hax.jit` already pauses the collector
+while its fast path builds a result; this shows what is left to the collector.)
 
 Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200] [--gc-freeze]`
 """
