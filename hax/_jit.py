@@ -17,7 +17,9 @@ How a call runs:
    returned tree is several small dicts per node; building it would otherwise trigger
    young-generation collections that find nothing to free (the result is acyclic) but
    promote the new tree, and so make full collections of the whole heap frequent: at
-   2,048 leaves that tripled the cost of a call.
+   2,048 leaves that tripled the cost of a call. The collector's switch is the
+   process's: other threads' collections wait for the call too, and a thread that
+   turns the collector off during it sees it turned back on at its end.
 """
 
 import collections
