@@ -254,4 +254,4 @@ def test_from_attributes_passes_the_torch_attributes_in_order(registry):
     converter = registered_layers()["TestShift"].converter
     assert converter.__qualname__ == "from_attributes(Shift)"
     with pytest.raises(AttributeError, match="amount"):  # names what torch lacks
-        converter(tnn.Identity(), None)
+        converter(tnn.Identity(), lambda name, child: convert(child))
