@@ -502,7 +502,11 @@ def test_as_path_and_path_str():
         assert hax.as_path(hax.path_str(p)) == p
 
 
-@pytest.mark.parametrize("bad", ["a//b", ("a", ""), ("a/b",), ("a", 1)])
+# ("a", 1) breaks the annotation (a tuple of str): beartype checks one random item of a
+# tuple, so under the import hook it is refused before as_path runs about half the time.
+@pytest.mark.parametrize(
+    "bad", ["a//b", ("a", ""), ("a/b",), pytest.param(("a", 1), marks=pytest.mark.wrong_types)]
+)
 def test_as_path_invalid_names(bad):
     with pytest.raises(ValueError):
         hax.as_path(bad)
