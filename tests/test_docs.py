@@ -141,7 +141,7 @@ def test_readme_summary_table_is_what_summary_prints():
 
 def test_ci_runs_the_test_commands_the_readme_gives():
     readme = (ROOT / "README.md").read_text()
-    extra = re.findall(r"^(HAX_\w+=1 pytest -q -m \"not \w+\")", readme, re.M)
+    extra = re.findall(r"^(HAX_\w+=1 pytest -q -m \"not \w+\".*)$", readme, re.M)
     commands = ["ruff check . && mypy && pytest -q", *extra]
     assert len(commands) == 3 and all(c in readme for c in commands)
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
