@@ -25,14 +25,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
-from ._static import Split, same, same_all
+from ._static import Split, is_array, same, same_all
 
 _flatten = jax.tree_util.default_registry.flatten
 
 MAX_LEAVES = 100_000
 """Structures with more leaves than this are not compiled to code (the generic path
 stays correct; compiling very long functions would cost more than it saves)."""
+
+
+@functools.cache
+def _array_types() -> frozenset[type]:
+    """The exact types of the array leaves most calls hold (JAX arrays, JAX PRNG keys,
+    NumPy arrays): a matcher checks its leaves' types against these in one C call, and
+    checks any other type with `is_array`. Made when the first matcher is written (JAX
+    is running by then), not at import."""
+    return frozenset({type(jax.numpy.zeros(())), type(jax.random.key(0)), np.ndarray})
 
 
 class Whole:
@@ -122,8 +132,10 @@ class _Matcher(_Writer):
             return
         value = self.statics[self.spos]
         self.spos += 1
-        if isinstance(value, Whole):
-            value = value.value
+        if isinstance(value, Whole):  # a static argument: the call holds a Whole too
+            raw, whole = self.const(value.value), self.const(value)
+            self.conds.append(f"({var}.value is not {raw} and {var} != {whole})")
+            return
         c = self.const(value)
         self.conds.append(f"({var} is not {c} and not same({var}, {c}))")
 
@@ -273,11 +285,13 @@ def matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]:
         f"{body or '        pass'}\n"
         "    except Exception:  # any difference in structure: not this entry\n"
         "        return None\n"
-        "    if not ARRAYS.issuperset(map(type, K)) or not ARRAYS.issuperset(map(type, D)):\n"
-        "        return None\n"
+        "    if not (ARRAYS.issuperset(map(type, K)) and ARRAYS.issuperset(map(type, D))):\n"
+        "        if not (all(map(is_array, K)) and all(map(is_array, D))):\n"
+        "            return None  # a static value where the entry has an array\n"
         "    return D, K\n"
     )
-    w.names["ARRAYS"] = frozenset({type(jax.numpy.zeros(()))})
+    w.names["ARRAYS"] = _array_types()
+    w.names["is_array"] = is_array
     return w.function(source, "match")
 
 

@@ -33,6 +33,20 @@ def warm(f, *args, **kwargs):
     return out
 
 
+def on_fast_path(f, *args, **kwargs):
+    """Call `f` with the generic path turned off: the call must match a compiled entry
+    (a fast path that never matches would still be correct, only slow)."""
+
+    def refuse(*_, **__):
+        raise AssertionError("the call left hax.jit's fast path")
+
+    f._call_generic = refuse
+    try:
+        return f(*args, **kwargs)
+    finally:
+        del f._call_generic
+
+
 def scaled(tree, config, x):
     params, rest = hax.split_tree(tree, ["params"])
     factor = config["factor"]
@@ -174,6 +188,9 @@ def test_donation_and_static_argnames_on_the_fast_path():
             state = f(state, 0.5, jnp.ones(3)) if i % 2 else f(state, lr=0.5, x=jnp.ones(3))
     np.testing.assert_allclose(state["a"], np.full(3, 1.0 - 2.5))
     assert calls == [0.5]
+    state = on_fast_path(f, state, 0.5, jnp.ones(3))
+    state = on_fast_path(f, state, lr=0.5, x=jnp.ones(3))
+    np.testing.assert_allclose(state["a"], np.full(3, 1.0 - 3.5))
     f(state, 0.25, jnp.ones(3))
     assert calls == [0.5, 0.25]
 
@@ -271,3 +288,33 @@ def test_the_collector_is_paused_only_during_a_fast_call():
     assert gc.isenabled()
     entry.compiled = original
     np.testing.assert_array_equal(seen[0], seen[1])
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        lambda: jax.random.key(0),  # a model with Dropout keeps one in its buffers
+        lambda: np.ones(3, np.float32),
+        lambda: np.float32(2.0),
+        lambda: jnp.ones(3, jnp.bfloat16),
+    ],
+    ids=["prng-key", "numpy-array", "numpy-scalar", "bfloat16"],
+)
+def test_every_kind_of_array_leaf_stays_on_the_fast_path(leaf):
+    tree, config = nn.Sequential(nn.Linear(3, 3, rng=0), nn.Dropout(0.1, rng=1))
+    tree["submodules"]["0"]["buffers"]["extra"] = leaf()
+    f = hax.jit(lambda t, c, x: hax.apply_tree(t, c, x))
+    x = jnp.ones((2, 3))
+    warm(f, tree, config, x)
+    new_tree, y = on_fast_path(f, tree, config, x)
+    _, y_eager = hax.apply_tree(tree, config, x)
+    np.testing.assert_allclose(y, y_eager, rtol=1e-6)
+    on_fast_path(f, new_tree, config, x)  # the result, fed back, matches too
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=_trees)
+def test_a_random_tree_called_again_takes_the_fast_path(tree):
+    f = hax.jit(lambda t: t)
+    warm(f, tree)
+    assert _equal(on_fast_path(f, tree), tree)
