@@ -17,10 +17,16 @@ Python functions for it, compiled with `compile()` as `dataclasses` does:
 The code is flat (one statement per container, variables reused by depth), so any
 depth of tree compiles. Pytree nodes other than dicts, lists, tuples and None
 (named tuples, registered classes) are flattened by jax inside the generated code.
+
+Where HAX was installed with a C compiler, `hax._fastpath` (C) does both jobs instead,
+following a *program* written here from the same structure (`program`): the same
+checks in the same order, without running bytecode per node. The Python code stays
+the fallback and the reference the tests hold the C version to.
 """
 
 import functools
 import operator
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +34,15 @@ import jax
 import numpy as np
 
 from ._static import Split, is_array, same, same_all
+
+NATIVE: types.ModuleType | None
+"""`hax._fastpath` where HAX was built with a C compiler, else None (Python code)."""
+try:
+    from . import _fastpath
+
+    NATIVE = _fastpath
+except ImportError:  # installed without a C compiler
+    NATIVE = None
 
 _flatten = jax.tree_util.default_registry.flatten
 
@@ -239,10 +254,86 @@ class _Matcher(_Writer):
         self.flush()
 
 
+# The operations of a program (as `hax/_fastpath.c` numbers them).
+_DICT, _LIST, _TUPLE, _NONE, _STATIC, _WHOLE, _ARRAY, _OPAQUE = range(8)
+
+
+def program(
+    treedef: Any, is_array: Sequence[bool], statics: Sequence[Any], slots: Sequence[int]
+) -> tuple[Any, ...]:
+    """The program of one pytree structure for `hax._fastpath`: a tuple per node,
+    `(op, ...)`, children in jax's leaf order. Array leaf `i` (counting arrays only)
+    gets `(ARRAY, slots[i])`; static leaves carry their value. Written without
+    recursion, children before parents, so that any depth of structure works."""
+    nodes: list[tuple[Any, list[int]]] = []  # (treedef, indices of its children)
+    stack: list[tuple[Any, list[int] | None]] = [(treedef, None)]
+    while stack:
+        td, parent = stack.pop()
+        if parent is not None:
+            parent.append(len(nodes))
+        kids: list[int] = []
+        nodes.append((td, kids))
+        if not _is_leaf(td) and td.node_data()[0] in (dict, list, tuple):
+            stack.extend((c, kids) for c in reversed(td.children()))
+    leaf_iter = iter(is_array)
+    array_slots, static_values = iter(slots), iter(statics)
+
+    def leaf() -> tuple[Any, ...]:
+        if next(leaf_iter):
+            return (_ARRAY, next(array_slots))
+        value = next(static_values)
+        if isinstance(value, Whole):
+            return (_WHOLE, value.value, value)
+        return (_STATIC, value)
+
+    # Leaves in pre-order (the order of `nodes`) are jax's leaf order.
+    leaf_progs: dict[int, tuple[Any, ...]] = {}
+    for i, (td, _) in enumerate(nodes):
+        if _is_leaf(td):
+            leaf_progs[i] = leaf()
+        elif td.node_data()[0] not in (dict, list, tuple, type(None)):
+            leaf_progs[i] = (_OPAQUE, td, tuple(leaf() for _ in range(td.num_leaves)))
+    progs: list[tuple[Any, ...]] = [()] * len(nodes)
+    for i in reversed(range(len(nodes))):
+        td, kids = nodes[i]
+        if i in leaf_progs:
+            progs[i] = leaf_progs[i]
+            continue
+        kind, data = td.node_data()
+        children = tuple(progs[k] for k in kids)
+        if kind is dict:
+            progs[i] = (_DICT, tuple(data), children)
+        elif kind is list:
+            progs[i] = (_LIST, children)
+        elif kind is tuple:
+            progs[i] = (_TUPLE, children)
+        else:
+            progs[i] = (_NONE,)
+    return progs[0]
+
+
+def _native_matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]:
+    """`hax._fastpath.match` bound to the program of `split` (args and kwargs apart)."""
+    assert NATIVE is not None
+    slots = [int(not d) for d, a in zip(donated, split.is_array, strict=True) if a]
+    prog = program(split.treedef, split.is_array, split.statics.values, slots)
+    args_prog, kwargs_prog = prog[1]
+    context = (_array_types(), is_array, same, _flatten, "value")
+    return functools.partial(NATIVE.match, args_prog, kwargs_prog, context)
+
+
 def matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]:
-    """The matcher of the `(args, kwargs)` structure `split` (see the module docstring).
+    """The matcher of the `(args, kwargs)` structure `split` (see the module docstring):
+    `hax._fastpath`'s where it is built, else generated Python code.
 
     `donated[i]` says whether leaf `i` belongs to a donated argument."""
+    if NATIVE is not None:
+        return _native_matcher(split, donated)
+    return python_matcher(split, donated)
+
+
+def python_matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]:
+    """The matcher of `split` as generated Python code."""
     w = _Matcher(split, donated)
     args_td, kwargs_td = split.treedef.children()
     kw_keys = list(kwargs_td.node_data()[1])
@@ -297,7 +388,17 @@ def matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]:
 
 def builder(split: Split) -> Callable[[tuple[Any, ...]], Any]:
     """`build(arrays)`: the object of structure `split` holding `arrays` (the results
-    of a compiled function, in leaf order) and `split`'s static leaves.
+    of a compiled function, in leaf order) and `split`'s static leaves:
+    `hax._fastpath`'s where it is built, else generated Python code."""
+    if NATIVE is not None:
+        n_arrays = sum(split.is_array)
+        prog = program(split.treedef, split.is_array, split.statics.values, range(n_arrays))
+        return functools.partial(NATIVE.build, prog)
+    return python_builder(split)
+
+
+def python_builder(split: Split) -> Callable[[tuple[Any, ...]], Any]:
+    """The builder of `split` as generated Python code.
 
     The nodes are listed in jax's (depth-first) order without recursion, then written
     children first, one container per line."""

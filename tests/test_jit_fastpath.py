@@ -13,7 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import hax
-from hax import _jit, nn
+from hax import _jit, _pytree_code, nn
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def implementation(request, monkeypatch):
+    """Every test here runs on both matchers and builders: `hax._fastpath` (C) where it
+    is built, and the generated Python code (what an install without a compiler uses)."""
+    if request.param == "c" and _pytree_code.NATIVE is None:
+        pytest.skip("hax._fastpath is not built here (no C compiler at install)")
+    if request.param == "python":
+        monkeypatch.setattr(_pytree_code, "NATIVE", None)
+    return request.param
 
 
 class Counted:
@@ -197,6 +208,8 @@ def test_donation_and_static_argnames_on_the_fast_path():
 
 # -- random pytrees: the fast path gives what the generic path gives --------------
 
+Pair = collections.namedtuple("Pair", ["left", "right"])
+
 _statics = st.one_of(
     st.booleans(),
     st.integers(-3, 300),
@@ -213,6 +226,7 @@ _trees = st.recursive(
         st.lists(inner, max_size=3),
         st.tuples(inner, inner),
         st.dictionaries(st.sampled_from(["p", "q", "0", "10", "2"]), inner, max_size=4),
+        st.builds(Pair, inner, inner),  # a registered node that jax flattens itself
     ),
     max_leaves=12,
 )

@@ -1,0 +1,301 @@
+/* The hot path of `hax.jit` in C: match a call against a compiled entry and build a
+ * result of a known structure, walking plain dicts, lists and tuples without running
+ * Python bytecode. `hax/_pytree_code.py` writes the programs these functions follow
+ * and holds the pure-Python version of both (used when this module is not built).
+ *
+ * A program is a tree of tuples, one per pytree node, in jax's leaf order:
+ *   (DICT, keys, children)   (LIST, children)   (TUPLE, children)   (NONE,)
+ *   (STATIC, value)          (WHOLE, value, whole)
+ *   (ARRAY, slot)            (OPAQUE, treedef, leaf programs)
+ * For `match`, an ARRAY slot is 0 (donated) or 1 (kept); for `build`, the index of the
+ * array in the compiled function's outputs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+enum { DICT = 0, LIST = 1, TUPLE = 2, NONE = 3, STATIC = 4, WHOLE = 5, ARRAY = 6, OPAQUE = 7 };
+
+/* What `match` needs besides the program: see `_Context` in _pytree_code.py. */
+typedef struct {
+    PyObject *array_types; /* frozenset of the exact types checked first */
+    PyObject *is_array;    /* is_array(x) -> bool, for any other type */
+    PyObject *same;        /* same(a, b) -> bool, for statics that are not identical */
+    PyObject *flatten;     /* flatten(x, None) -> (leaves, treedef), for OPAQUE nodes */
+    PyObject *value_name;  /* "value" (the attribute of a Whole) */
+    PyObject *lists[2];    /* the donated and kept arrays, in order */
+} Match;
+
+/* 1: matches; 0: does not (or raised an Exception, cleared); -1: a BaseException that is
+ * not an Exception (KeyboardInterrupt...), left set. */
+static int mismatch_or_error(void) {
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+static int truth(PyObject *result) {
+    if (result == NULL)
+        return mismatch_or_error();
+    int ok = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return ok < 0 ? mismatch_or_error() : ok;
+}
+
+static int match_node(Match *m, PyObject *prog, PyObject *obj);
+
+static int match_children(Match *m, PyObject *progs, PyObject *const *items, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        Py_INCREF(item); /* a Python __eq__ below could drop it from its container */
+        int ok = match_node(m, PyTuple_GET_ITEM(progs, i), item);
+        Py_DECREF(item);
+        if (ok != 1)
+            return ok;
+    }
+    return 1;
+}
+
+static int match_node(Match *m, PyObject *prog, PyObject *obj) {
+    long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
+    switch (op) {
+    case DICT: {
+        PyObject *keys = PyTuple_GET_ITEM(prog, 1), *progs = PyTuple_GET_ITEM(prog, 2);
+        Py_ssize_t n = PyTuple_GET_SIZE(keys);
+        if (!PyDict_CheckExact(obj) || PyDict_GET_SIZE(obj) != n)
+            return 0;
+        if (Py_EnterRecursiveCall(" in hax.jit's matcher"))
+            return -1;
+        int ok = 1;
+        for (Py_ssize_t i = 0; i < n && ok == 1; i++) {
+            PyObject *value = PyDict_GetItemWithError(obj, PyTuple_GET_ITEM(keys, i));
+            if (value == NULL) {
+                ok = PyErr_Occurred() ? mismatch_or_error() : 0;
+                break;
+            }
+            Py_INCREF(value);
+            ok = match_node(m, PyTuple_GET_ITEM(progs, i), value);
+            Py_DECREF(value);
+        }
+        Py_LeaveRecursiveCall();
+        return ok;
+    }
+    case LIST:
+    case TUPLE: {
+        PyObject *progs = PyTuple_GET_ITEM(prog, 1);
+        Py_ssize_t n = PyTuple_GET_SIZE(progs);
+        if (op == LIST ? !PyList_CheckExact(obj) : !PyTuple_CheckExact(obj))
+            return 0;
+        if (Py_SIZE(obj) != n)
+            return 0;
+        if (n == 0)
+            return 1;
+        if (Py_EnterRecursiveCall(" in hax.jit's matcher"))
+            return -1;
+        int ok;
+        if (op == LIST) { /* a snapshot: a Python __eq__ could resize the list */
+            PyObject *items = PyList_AsTuple(obj);
+            if (items == NULL) {
+                Py_LeaveRecursiveCall();
+                return mismatch_or_error();
+            }
+            ok = match_children(m, progs, &PyTuple_GET_ITEM(items, 0), n);
+            Py_DECREF(items);
+        } else {
+            ok = match_children(m, progs, &PyTuple_GET_ITEM(obj, 0), n);
+        }
+        Py_LeaveRecursiveCall();
+        return ok;
+    }
+    case NONE:
+        return obj == Py_None;
+    case STATIC: {
+        PyObject *value = PyTuple_GET_ITEM(prog, 1);
+        if (obj == value)
+            return 1;
+        return truth(PyObject_CallFunctionObjArgs(m->same, obj, value, NULL));
+    }
+    case WHOLE: { /* an argument named in static_argnames: the call holds a Whole too */
+        PyObject *inner = PyObject_GetAttr(obj, m->value_name);
+        if (inner == NULL)
+            return mismatch_or_error();
+        Py_DECREF(inner); /* only its identity is used */
+        if (inner == PyTuple_GET_ITEM(prog, 1))
+            return 1;
+        int eq = PyObject_RichCompareBool(obj, PyTuple_GET_ITEM(prog, 2), Py_EQ);
+        return eq < 0 ? mismatch_or_error() : eq;
+    }
+    case ARRAY: {
+        int known = PySet_Contains(m->array_types, (PyObject *)Py_TYPE(obj));
+        if (known < 0)
+            return -1;
+        if (!known) {
+            int ok = truth(PyObject_CallOneArg(m->is_array, obj));
+            if (ok != 1)
+                return ok;
+        }
+        long slot = PyLong_AsLong(PyTuple_GET_ITEM(prog, 1));
+        return PyList_Append(m->lists[slot], obj) < 0 ? -1 : 1;
+    }
+    case OPAQUE: { /* a registered pytree node: jax flattens it */
+        PyObject *flat = PyObject_CallFunctionObjArgs(m->flatten, obj, Py_None, NULL);
+        if (flat == NULL)
+            return mismatch_or_error();
+        int ok = 0;
+        PyObject *leaves = NULL;
+        if (PyTuple_Check(flat) && PyTuple_GET_SIZE(flat) == 2) {
+            int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(flat, 1), PyTuple_GET_ITEM(prog, 1),
+                                              Py_EQ);
+            ok = eq < 0 ? mismatch_or_error() : eq;
+            if (ok == 1) {
+                leaves = PySequence_Tuple(PyTuple_GET_ITEM(flat, 0));
+                if (leaves == NULL)
+                    ok = mismatch_or_error();
+            }
+        }
+        Py_DECREF(flat);
+        if (ok == 1) {
+            PyObject *progs = PyTuple_GET_ITEM(prog, 2);
+            Py_ssize_t n = PyTuple_GET_SIZE(progs);
+            ok = PyTuple_GET_SIZE(leaves) != n
+                     ? 0
+                     : (n ? match_children(m, progs, &PyTuple_GET_ITEM(leaves, 0), n) : 1);
+        }
+        Py_XDECREF(leaves);
+        return ok;
+    }
+    }
+    PyErr_Format(PyExc_SystemError, "hax._fastpath: unknown program op %ld", op);
+    return -1;
+}
+
+/* match(args_program, kwargs_program, context, args, kwargs) -> (donated, kept) | None */
+static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "match(args_program, kwargs_program, context, args, kwargs)");
+        return NULL;
+    }
+    PyObject *ctx = args[2];
+    Match m = {PyTuple_GET_ITEM(ctx, 0), PyTuple_GET_ITEM(ctx, 1), PyTuple_GET_ITEM(ctx, 2),
+               PyTuple_GET_ITEM(ctx, 3), PyTuple_GET_ITEM(ctx, 4), {PyList_New(0), PyList_New(0)}};
+    PyObject *result = NULL;
+    if (m.lists[0] != NULL && m.lists[1] != NULL) {
+        int ok = match_node(&m, args[0], args[3]);
+        if (ok == 1)
+            ok = match_node(&m, args[1], args[4]);
+        if (ok == 1)
+            result = PyTuple_Pack(2, m.lists[0], m.lists[1]);
+        else if (ok == 0)
+            result = Py_NewRef(Py_None);
+    }
+    Py_XDECREF(m.lists[0]);
+    Py_XDECREF(m.lists[1]);
+    return result;
+}
+
+static PyObject *build_node(PyObject *prog, PyObject *outs) {
+    long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
+    switch (op) {
+    case DICT: {
+        PyObject *keys = PyTuple_GET_ITEM(prog, 1), *progs = PyTuple_GET_ITEM(prog, 2);
+        PyObject *dict = PyDict_New();
+        if (dict == NULL || Py_EnterRecursiveCall(" in hax.jit's builder")) {
+            Py_XDECREF(dict);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+            PyObject *value = build_node(PyTuple_GET_ITEM(progs, i), outs);
+            if (value == NULL || PyDict_SetItem(dict, PyTuple_GET_ITEM(keys, i), value) < 0) {
+                Py_XDECREF(value);
+                Py_DECREF(dict);
+                Py_LeaveRecursiveCall();
+                return NULL;
+            }
+            Py_DECREF(value);
+        }
+        Py_LeaveRecursiveCall();
+        return dict;
+    }
+    case LIST:
+    case TUPLE: {
+        PyObject *progs = PyTuple_GET_ITEM(prog, 1);
+        Py_ssize_t n = PyTuple_GET_SIZE(progs);
+        PyObject *seq = op == LIST ? PyList_New(n) : PyTuple_New(n);
+        if (seq == NULL || Py_EnterRecursiveCall(" in hax.jit's builder")) {
+            Py_XDECREF(seq);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = build_node(PyTuple_GET_ITEM(progs, i), outs);
+            if (item == NULL) {
+                Py_DECREF(seq);
+                Py_LeaveRecursiveCall();
+                return NULL;
+            }
+            if (op == LIST)
+                PyList_SET_ITEM(seq, i, item);
+            else
+                PyTuple_SET_ITEM(seq, i, item);
+        }
+        Py_LeaveRecursiveCall();
+        return seq;
+    }
+    case NONE:
+        return Py_NewRef(Py_None);
+    case STATIC:
+        return Py_NewRef(PyTuple_GET_ITEM(prog, 1));
+    case ARRAY: {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(prog, 1));
+        if (i < 0 || i >= PyTuple_GET_SIZE(outs)) {
+            PyErr_SetString(PyExc_IndexError, "hax._fastpath: fewer outputs than the program");
+            return NULL;
+        }
+        return Py_NewRef(PyTuple_GET_ITEM(outs, i));
+    }
+    case OPAQUE: {
+        PyObject *progs = PyTuple_GET_ITEM(prog, 2);
+        Py_ssize_t n = PyTuple_GET_SIZE(progs);
+        PyObject *leaves = PyList_New(n);
+        if (leaves == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *leaf = build_node(PyTuple_GET_ITEM(progs, i), outs);
+            if (leaf == NULL) {
+                Py_DECREF(leaves);
+                return NULL;
+            }
+            PyList_SET_ITEM(leaves, i, leaf);
+        }
+        PyObject *node = PyObject_CallMethod(PyTuple_GET_ITEM(prog, 1), "unflatten", "O", leaves);
+        Py_DECREF(leaves);
+        return node;
+    }
+    }
+    PyErr_Format(PyExc_SystemError, "hax._fastpath: unknown program op %ld", op);
+    return NULL;
+}
+
+/* build(program, outputs: tuple) -> object */
+static PyObject *build(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "build(program, outputs: tuple)");
+        return NULL;
+    }
+    return build_node(args[0], args[1]);
+}
+
+static PyMethodDef methods[] = {
+    {"match", (PyCFunction)(void (*)(void))match, METH_FASTCALL,
+     "match(args_program, kwargs_program, context, args, kwargs) -> (donated, kept) | None"},
+    {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL,
+     "build(program, outputs) -> object"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "hax._fastpath", "hax.jit's matcher and builder, in C.", -1, methods,
+    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__fastpath(void) { return PyModule_Create(&module); }
