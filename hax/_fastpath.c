@@ -4,11 +4,13 @@
  * and holds the pure-Python version of both (used when this module is not built).
  *
  * A program is a tree of tuples, one per pytree node, in jax's leaf order:
- *   (DICT, keys, children)   (LIST, children)   (TUPLE, children)   (NONE,)
+ *   (DICT, keys, children[, template, rest])   (LIST, children)   (TUPLE, children)   (NONE,)
  *   (STATIC, value)          (WHOLE, value, whole)
  *   (ARRAY, slot)            (OPAQUE, treedef, leaf programs)
  * For `match`, an ARRAY slot is 0 (donated) or 1 (kept); for `build`, the index of the
- * array in the compiled function's outputs.
+ * array in the compiled function's outputs, and a DICT also carries a template (a dict
+ * with the keys in order and the static children's values) and the indices of the
+ * other children: copying a small dict is quicker than filling a new one.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -198,14 +200,16 @@ static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
 static PyObject *build_node(PyObject *prog, PyObject *outs) {
     long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
     switch (op) {
-    case DICT: {
+    case DICT: { /* a copy of the template (its static values in place), then the rest */
         PyObject *keys = PyTuple_GET_ITEM(prog, 1), *progs = PyTuple_GET_ITEM(prog, 2);
-        PyObject *dict = PyDict_New();
+        PyObject *rest = PyTuple_GET_ITEM(prog, 4);
+        PyObject *dict = PyDict_Copy(PyTuple_GET_ITEM(prog, 3));
         if (dict == NULL || Py_EnterRecursiveCall(" in hax.jit's builder")) {
             Py_XDECREF(dict);
             return NULL;
         }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(rest); j++) {
+            Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(rest, j));
             PyObject *value = build_node(PyTuple_GET_ITEM(progs, i), outs);
             if (value == NULL || PyDict_SetItem(dict, PyTuple_GET_ITEM(keys, i), value) < 0) {
                 Py_XDECREF(value);

@@ -259,12 +259,17 @@ _DICT, _LIST, _TUPLE, _NONE, _STATIC, _WHOLE, _ARRAY, _OPAQUE = range(8)
 
 
 def program(
-    treedef: Any, is_array: Sequence[bool], statics: Sequence[Any], slots: Sequence[int]
+    treedef: Any,
+    is_array: Sequence[bool],
+    statics: Sequence[Any],
+    slots: Sequence[int],
+    templates: bool = False,
 ) -> tuple[Any, ...]:
     """The program of one pytree structure for `hax._fastpath`: a tuple per node,
     `(op, ...)`, children in jax's leaf order. Array leaf `i` (counting arrays only)
-    gets `(ARRAY, slots[i])`; static leaves carry their value. Written without
-    recursion, children before parents, so that any depth of structure works."""
+    gets `(ARRAY, slots[i])`; static leaves carry their value; with `templates` (for
+    `build`), a dict node also carries a template dict and which children to fill in.
+    Written without recursion, children before parents, so that any depth works."""
     nodes: list[tuple[Any, list[int]]] = []  # (treedef, indices of its children)
     stack: list[tuple[Any, list[int] | None]] = [(treedef, None)]
     while stack:
@@ -301,7 +306,12 @@ def program(
             continue
         kind, data = td.node_data()
         children = tuple(progs[k] for k in kids)
-        if kind is dict:
+        if kind is dict and templates:
+            pairs = zip(data, children, strict=True)
+            template = {k: c[1] if c[0] == _STATIC else None for k, c in pairs}
+            rest = tuple(j for j, c in enumerate(children) if c[0] != _STATIC)
+            progs[i] = (_DICT, tuple(data), children, template, rest)
+        elif kind is dict:
             progs[i] = (_DICT, tuple(data), children)
         elif kind is list:
             progs[i] = (_LIST, children)
@@ -392,7 +402,9 @@ def builder(split: Split) -> Callable[[tuple[Any, ...]], Any]:
     `hax._fastpath`'s where it is built, else generated Python code."""
     if NATIVE is not None:
         n_arrays = sum(split.is_array)
-        prog = program(split.treedef, split.is_array, split.statics.values, range(n_arrays))
+        prog = program(
+            split.treedef, split.is_array, split.statics.values, range(n_arrays), templates=True
+        )
         return functools.partial(NATIVE.build, prog)
     return python_builder(split)
 
