@@ -1,10 +1,14 @@
 """Per-call cost of `hax.jit` over a whole tree vs `jax.jit` over the bound state.
 
 For models of 16, 128, 1,024 and 2,048 leaves (a `Sequential` of `Linear(4, 4)`
-layers, two leaves each), two functions are compiled both ways:
+layers, two leaves each), and for two models of many kinds of layer (`hax.models`'
+GPT with dropout, whose PRNG keys are leaves too, and ResNet-18, with many static
+`aux` values per array), functions are compiled both ways:
 
-- `state`: returns the new state (every param scaled), as a train step does;
-- `scalar`: returns one number (the sum of squares of every param), as a loss does.
+- `state`: returns the new state (every float array scaled), as a train step does;
+- `scalar`: returns one number (the sum of squares of every float array), as a loss does;
+- `ignore` (the two models): returns a constant, so that the time is all per-call host
+  work (the models' own compute would hide it).
 
 (a) is `jax.jit` over `bind_module`'s flat state, (b) is `hax.jit` over the tree and
 its config. The work inside is the same, so the difference is the host-side cost of
@@ -17,7 +21,8 @@ objects alive then (JAX's own, the models) leave the garbage collector's generat
 so full collections no longer walk them. (`hax.jit` already pauses the collector
 while its fast path builds a result; this shows what is left to the collector.)
 
-Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200] [--gc-freeze]`
+Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200] [--models gpt resnet18]
+[--gc-freeze]`
 """
 
 import argparse
@@ -36,22 +41,39 @@ from hax import nn
 LEAVES = (16, 128, 1024, 2048)
 
 
-def model(n_leaves: int) -> hax.Module:
+MODELS: dict[str, Callable[[], hax.Module]] = {
+    "gpt": lambda: hax.models.GPT(256, 64, n_layer=4, n_embd=128, dropout=0.1, rng=0),
+    "resnet18": lambda: hax.models.resnet18(rng=0),
+}
+
+
+def model(size: int | str) -> hax.Module:
+    if isinstance(size, str):
+        return MODELS[size]()
     with hax.rng_context(0):
-        return nn.Sequential(*[nn.Linear(4, 4) for _ in range(n_leaves // 2)])
+        return nn.Sequential(*[nn.Linear(4, 4) for _ in range(size // 2)])
+
+
+def _is_float(a: Any) -> bool:
+    """A float array (not a static value, a PRNG key or a step counter)."""
+    return isinstance(a, jax.Array) and bool(jnp.issubdtype(a.dtype, jnp.floating))
 
 
 def scale(tree: Any) -> Any:
-    return jax.tree.map(lambda a: a * 0.999, tree)
+    """Every float array scaled: the same work on a bound state and on a whole tree."""
+    return jax.tree.map(lambda a: a * 0.999 if _is_float(a) else a, tree)
 
 
 def square_sum(tree: Any) -> jax.Array:
-    return sum((jnp.sum(a * a) for a in jax.tree.leaves(tree)), start=jnp.zeros(()))
+    floats = [a for a in jax.tree.leaves(tree) if _is_float(a)]
+    return sum((jnp.sum(a * a) for a in floats), start=jnp.zeros(()))
 
 
-def routes(n_leaves: int, kind: str) -> dict[str, tuple[Callable[..., Any], Any, tuple[Any, ...]]]:
+def routes(
+    size: int | str, kind: str
+) -> dict[str, tuple[Callable[..., Any], Any, tuple[Any, ...]]]:
     """`{route: (fn, first argument, other arguments)}`; for `state` the result is fed back."""
-    tree, config = model(n_leaves)
+    tree, config = model(size)
     state, _ = hax.bind_module(tree, config)
 
     if kind == "state":
@@ -62,8 +84,17 @@ def routes(n_leaves: int, kind: str) -> dict[str, tuple[Callable[..., Any], Any,
 
         @hax.jit
         def hax_fn(tree: hax.StructureTree, config: hax.GlobalConfig) -> hax.StructureTree:
-            params, rest = hax.split_tree(tree, ["params"])
-            return hax.merge_trees(scale(params), rest)
+            return scale(tree)  # type: ignore[no-any-return]  # a tree in, a tree out
+
+    elif kind == "ignore":
+
+        @jax.jit
+        def jax_fn(state: Any) -> Any:
+            return jnp.zeros(())
+
+        @hax.jit
+        def hax_fn(tree: hax.StructureTree, config: hax.GlobalConfig) -> jax.Array:
+            return jnp.zeros(())
 
     else:
 
@@ -73,7 +104,7 @@ def routes(n_leaves: int, kind: str) -> dict[str, tuple[Callable[..., Any], Any,
 
         @hax.jit
         def hax_fn(tree: hax.StructureTree, config: hax.GlobalConfig) -> jax.Array:
-            return square_sum(hax.filter_keys(tree, "params"))
+            return square_sum(tree)
 
     return {
         "(a) jax.jit, bound state": (jax_fn, state, ()),
@@ -96,9 +127,9 @@ def time_calls(
 
 
 def bench(
-    n_leaves: int, kind: str, repeats: int, calls: int, freeze: bool
-) -> tuple[float, float, float]:
-    table = routes(n_leaves, kind)
+    size: int | str, kind: str, repeats: int, calls: int, freeze: bool
+) -> tuple[int, float, float, float]:
+    table = routes(size, kind)
     feed = kind == "state"
     firsts = {k: v[1] for k, v in table.items()}
     for k, (fn, _, rest) in table.items():  # compile and warm up
@@ -117,7 +148,8 @@ def bench(
         gc.unfreeze()
     a, b = (times[k] for k in names)
     ratio = statistics.median(y / x for x, y in zip(a, b, strict=True))
-    return statistics.median(a), statistics.median(b), ratio
+    n_leaves = len(jax.tree.leaves(table["(a) jax.jit, bound state"][1]))
+    return n_leaves, statistics.median(a), statistics.median(b), ratio
 
 
 def main() -> None:
@@ -125,6 +157,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--leaves", type=int, nargs="*", default=list(LEAVES))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before timing")
     args = parser.parse_args()
     gc_mode = "gc.freeze() before timing" if args.gc_freeze else "default gc"
@@ -132,13 +165,19 @@ def main() -> None:
         f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.repeats} "
         f"repeats; {gc_mode}"
     )
-    header = ("function", "leaves", "(a) jax.jit µs", "(b) hax.jit µs", "(b)/(a)")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 6, 15, 15, 8), strict=True)))
-    for kind in ("state", "scalar"):
-        for n in args.leaves:
-            calls = max(args.calls * 16 // n, 10) if n > 16 else args.calls
-            a, b, ratio = bench(n, kind, args.repeats, calls, args.gc_freeze)
-            print(f"{kind:<8} {n:>6} {a:>15.1f} {b:>15.1f} {ratio:>8.2f}")
+    header = ("function", "model", "leaves", "(a) jax.jit µs", "(b) hax.jit µs", "(b)/(a)")
+    widths = (8, 10, 6, 15, 15, 8)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+    runs: list[tuple[str, int | str]] = [
+        *((kind, n) for kind in ("state", "scalar") for n in args.leaves),
+        *(("ignore", name) for name in args.models),
+    ]
+    for kind, size in runs:
+        n = size if isinstance(size, int) else 64
+        calls = max(args.calls * 16 // n, 10) if n > 16 else args.calls
+        leaves, a, b, ratio = bench(size, kind, args.repeats, calls, args.gc_freeze)
+        name = "Linear" if isinstance(size, int) else size
+        print(f"{kind:<8} {name:>10} {leaves:>6} {a:>15.1f} {b:>15.1f} {ratio:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,13 @@
 
 enum { DICT = 0, LIST = 1, TUPLE = 2, NONE = 3, STATIC = 4, WHOLE = 5, ARRAY = 6, OPAQUE = 7 };
 
-/* What `match` needs besides the program: see `_Context` in _pytree_code.py. */
+/* Containers nest at most this deep in a program: programs come from jax's treedefs, and
+ * jax's own pytree functions stop near 1,000. A depth of its own (not Python's recursion
+ * limit, which the caller's frames share) so that a deep tree works at any call depth. */
+#define MAX_DEPTH 2000
+
+/* What `match` needs besides the program (the context tuple of `_native_matcher` in
+ * _pytree_code.py), and the lists it fills. */
 typedef struct {
     PyObject *array_types; /* frozenset of the exact types checked first */
     PyObject *is_array;    /* is_array(x) -> bool, for any other type */
@@ -45,13 +51,14 @@ static int truth(PyObject *result) {
     return ok < 0 ? mismatch_or_error() : ok;
 }
 
-static int match_node(Match *m, PyObject *prog, PyObject *obj);
+static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth);
 
-static int match_children(Match *m, PyObject *progs, PyObject *const *items, Py_ssize_t n) {
+static int match_children(Match *m, PyObject *progs, PyObject *const *items, Py_ssize_t n,
+                          int depth) {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = items[i];
         Py_INCREF(item); /* a Python __eq__ below could drop it from its container */
-        int ok = match_node(m, PyTuple_GET_ITEM(progs, i), item);
+        int ok = match_node(m, PyTuple_GET_ITEM(progs, i), item, depth);
         Py_DECREF(item);
         if (ok != 1)
             return ok;
@@ -59,16 +66,16 @@ static int match_children(Match *m, PyObject *progs, PyObject *const *items, Py_
     return 1;
 }
 
-static int match_node(Match *m, PyObject *prog, PyObject *obj) {
+static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
     long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
+    if (++depth > MAX_DEPTH)
+        return 0; /* the generic path will say what is wrong */
     switch (op) {
     case DICT: {
         PyObject *keys = PyTuple_GET_ITEM(prog, 1), *progs = PyTuple_GET_ITEM(prog, 2);
         Py_ssize_t n = PyTuple_GET_SIZE(keys);
         if (!PyDict_CheckExact(obj) || PyDict_GET_SIZE(obj) != n)
             return 0;
-        if (Py_EnterRecursiveCall(" in hax.jit's matcher"))
-            return -1;
         int ok = 1;
         for (Py_ssize_t i = 0; i < n && ok == 1; i++) {
             PyObject *value = PyDict_GetItemWithError(obj, PyTuple_GET_ITEM(keys, i));
@@ -77,10 +84,9 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj) {
                 break;
             }
             Py_INCREF(value);
-            ok = match_node(m, PyTuple_GET_ITEM(progs, i), value);
+            ok = match_node(m, PyTuple_GET_ITEM(progs, i), value, depth);
             Py_DECREF(value);
         }
-        Py_LeaveRecursiveCall();
         return ok;
     }
     case LIST:
@@ -93,21 +99,13 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj) {
             return 0;
         if (n == 0)
             return 1;
-        if (Py_EnterRecursiveCall(" in hax.jit's matcher"))
-            return -1;
-        int ok;
-        if (op == LIST) { /* a snapshot: a Python __eq__ could resize the list */
-            PyObject *items = PyList_AsTuple(obj);
-            if (items == NULL) {
-                Py_LeaveRecursiveCall();
-                return mismatch_or_error();
-            }
-            ok = match_children(m, progs, &PyTuple_GET_ITEM(items, 0), n);
-            Py_DECREF(items);
-        } else {
-            ok = match_children(m, progs, &PyTuple_GET_ITEM(obj, 0), n);
-        }
-        Py_LeaveRecursiveCall();
+        if (op == TUPLE)
+            return match_children(m, progs, &PyTuple_GET_ITEM(obj, 0), n, depth);
+        PyObject *items = PyList_AsTuple(obj); /* a snapshot: a Python __eq__ could resize it */
+        if (items == NULL)
+            return mismatch_or_error();
+        int ok = match_children(m, progs, &PyTuple_GET_ITEM(items, 0), n, depth);
+        Py_DECREF(items);
         return ok;
     }
     case NONE:
@@ -162,7 +160,7 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj) {
             Py_ssize_t n = PyTuple_GET_SIZE(progs);
             ok = PyTuple_GET_SIZE(leaves) != n
                      ? 0
-                     : (n ? match_children(m, progs, &PyTuple_GET_ITEM(leaves, 0), n) : 1);
+                     : (n ? match_children(m, progs, &PyTuple_GET_ITEM(leaves, 0), n, depth) : 1);
         }
         Py_XDECREF(leaves);
         return ok;
@@ -184,9 +182,9 @@ static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
                PyTuple_GET_ITEM(ctx, 3), PyTuple_GET_ITEM(ctx, 4), {PyList_New(0), PyList_New(0)}};
     PyObject *result = NULL;
     if (m.lists[0] != NULL && m.lists[1] != NULL) {
-        int ok = match_node(&m, args[0], args[3]);
+        int ok = match_node(&m, args[0], args[3], 0);
         if (ok == 1)
-            ok = match_node(&m, args[1], args[4]);
+            ok = match_node(&m, args[1], args[4], 0);
         if (ok == 1)
             result = PyTuple_Pack(2, m.lists[0], m.lists[1]);
         else if (ok == 0)
@@ -197,29 +195,29 @@ static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     return result;
 }
 
-static PyObject *build_node(PyObject *prog, PyObject *outs) {
+static PyObject *build_node(PyObject *prog, PyObject *outs, int depth) {
     long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
+    if (++depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_RecursionError, "hax.jit: a result nests too deeply to build");
+        return NULL;
+    }
     switch (op) {
     case DICT: { /* a copy of the template (its static values in place), then the rest */
         PyObject *keys = PyTuple_GET_ITEM(prog, 1), *progs = PyTuple_GET_ITEM(prog, 2);
         PyObject *rest = PyTuple_GET_ITEM(prog, 4);
         PyObject *dict = PyDict_Copy(PyTuple_GET_ITEM(prog, 3));
-        if (dict == NULL || Py_EnterRecursiveCall(" in hax.jit's builder")) {
-            Py_XDECREF(dict);
+        if (dict == NULL)
             return NULL;
-        }
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(rest); j++) {
             Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(rest, j));
-            PyObject *value = build_node(PyTuple_GET_ITEM(progs, i), outs);
+            PyObject *value = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
             if (value == NULL || PyDict_SetItem(dict, PyTuple_GET_ITEM(keys, i), value) < 0) {
                 Py_XDECREF(value);
                 Py_DECREF(dict);
-                Py_LeaveRecursiveCall();
                 return NULL;
             }
             Py_DECREF(value);
         }
-        Py_LeaveRecursiveCall();
         return dict;
     }
     case LIST:
@@ -227,15 +225,12 @@ static PyObject *build_node(PyObject *prog, PyObject *outs) {
         PyObject *progs = PyTuple_GET_ITEM(prog, 1);
         Py_ssize_t n = PyTuple_GET_SIZE(progs);
         PyObject *seq = op == LIST ? PyList_New(n) : PyTuple_New(n);
-        if (seq == NULL || Py_EnterRecursiveCall(" in hax.jit's builder")) {
-            Py_XDECREF(seq);
+        if (seq == NULL)
             return NULL;
-        }
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *item = build_node(PyTuple_GET_ITEM(progs, i), outs);
+            PyObject *item = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
             if (item == NULL) {
                 Py_DECREF(seq);
-                Py_LeaveRecursiveCall();
                 return NULL;
             }
             if (op == LIST)
@@ -243,7 +238,6 @@ static PyObject *build_node(PyObject *prog, PyObject *outs) {
             else
                 PyTuple_SET_ITEM(seq, i, item);
         }
-        Py_LeaveRecursiveCall();
         return seq;
     }
     case NONE:
@@ -265,7 +259,7 @@ static PyObject *build_node(PyObject *prog, PyObject *outs) {
         if (leaves == NULL)
             return NULL;
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *leaf = build_node(PyTuple_GET_ITEM(progs, i), outs);
+            PyObject *leaf = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
             if (leaf == NULL) {
                 Py_DECREF(leaves);
                 return NULL;
@@ -287,7 +281,7 @@ static PyObject *build(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
         PyErr_SetString(PyExc_TypeError, "build(program, outputs: tuple)");
         return NULL;
     }
-    return build_node(args[0], args[1]);
+    return build_node(args[0], args[1], 0);
 }
 
 static PyMethodDef methods[] = {

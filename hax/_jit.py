@@ -9,10 +9,11 @@ How a call runs:
 2. Each entry wraps one `jax.jit` of a function of two lists of arrays (donated,
    kept), which rebuilds the arguments from the entry's static part. jax's C++
    dispatch then does the rest: shapes, dtypes, shardings and its own retracing.
-3. Once an entry is used twice, it gets generated code (`hax._pytree_code`): a
-   matcher that checks the arguments against the entry and collects their arrays in
-   straight-line Python, and a builder for the results. The most recent entry's
-   matcher runs first at every call; a miss falls back to step 1.
+3. Once an entry is used twice, it gets a matcher that checks the arguments against
+   the entry and collects their arrays, and a builder for the results: `hax._fastpath`
+   (C) following a program written for the structure where HAX was built with a C
+   compiler, else straight-line Python code (`hax._pytree_code`). The most recent
+   entries' matchers run first at every call; a miss falls back to step 1.
 4. That fast path runs with the garbage collector paused (and restored as found). A
    returned tree is several small dicts per node; building it would otherwise trigger
    young-generation collections that find nothing to free (the result is acyclic) but
