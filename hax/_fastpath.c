@@ -22,10 +22,19 @@ enum { DICT = 0, LIST = 1, TUPLE = 2, NONE = 3, STATIC = 4, WHOLE = 5, ARRAY = 6
  * limit, which the caller's frames share) so that a deep tree works at any call depth. */
 #define MAX_DEPTH 2000
 
+/* How many children of a dict are looked up and fetched before they are matched. */
+#define CHUNK 16
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 /* What `match` needs besides the program (the context tuple of `_native_matcher` in
  * _pytree_code.py), and the lists it fills. */
 typedef struct {
-    PyObject *array_types; /* frozenset of the exact types checked first */
+    PyObject *array_types; /* a tuple of the exact types checked first */
     PyObject *is_array;    /* is_array(x) -> bool, for any other type */
     PyObject *same;        /* same(a, b) -> bool, for statics that are not identical */
     PyObject *flatten;     /* flatten(x, None) -> (leaves, treedef), for OPAQUE nodes */
@@ -76,18 +85,36 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
         Py_ssize_t n = PyTuple_GET_SIZE(keys);
         if (!PyDict_CheckExact(obj) || PyDict_GET_SIZE(obj) != n)
             return 0;
-        int ok = 1;
-        for (Py_ssize_t i = 0; i < n && ok == 1; i++) {
-            PyObject *value = PyDict_GetItemWithError(obj, PyTuple_GET_ITEM(keys, i));
-            if (value == NULL) {
-                ok = PyErr_Occurred() ? mismatch_or_error() : 0;
-                break;
+        /* In chunks: look the children up, then ask the CPU for their headers and (for
+         * dicts) their key tables, then match them. The walk is bound by memory latency
+         * (a tree's dicts lie scattered in memory), and fetches issued together overlap.
+         * The children are held while matched: a Python __eq__ could mutate `obj`. */
+        PyObject *values[CHUNK];
+        for (Py_ssize_t start = 0; start < n; start += CHUNK) {
+            Py_ssize_t count = n - start < CHUNK ? n - start : CHUNK;
+            for (Py_ssize_t i = 0; i < count; i++) {
+                PyObject *value = PyDict_GetItemWithError(obj, PyTuple_GET_ITEM(keys, start + i));
+                if (value == NULL) {
+                    for (Py_ssize_t j = 0; j < i; j++)
+                        Py_DECREF(values[j]);
+                    return PyErr_Occurred() ? mismatch_or_error() : 0;
+                }
+                Py_INCREF(value);
+                PREFETCH(value);
+                values[i] = value;
             }
-            Py_INCREF(value);
-            ok = match_node(m, PyTuple_GET_ITEM(progs, i), value, depth);
-            Py_DECREF(value);
+            for (Py_ssize_t i = 0; i < count; i++)
+                if (PyDict_CheckExact(values[i]))
+                    PREFETCH(((PyDictObject *)values[i])->ma_keys);
+            int ok = 1;
+            for (Py_ssize_t i = 0; i < count && ok == 1; i++)
+                ok = match_node(m, PyTuple_GET_ITEM(progs, start + i), values[i], depth);
+            for (Py_ssize_t i = 0; i < count; i++)
+                Py_DECREF(values[i]);
+            if (ok != 1)
+                return ok;
         }
-        return ok;
+        return 1;
     }
     case LIST:
     case TUPLE: {
@@ -127,9 +154,9 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
         return eq < 0 ? mismatch_or_error() : eq;
     }
     case ARRAY: {
-        int known = PySet_Contains(m->array_types, (PyObject *)Py_TYPE(obj));
-        if (known < 0)
-            return -1;
+        int known = 0;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(m->array_types) && !known; i++)
+            known = (PyObject *)Py_TYPE(obj) == PyTuple_GET_ITEM(m->array_types, i);
         if (!known) {
             int ok = truth(PyObject_CallOneArg(m->is_array, obj));
             if (ok != 1)
@@ -172,7 +199,8 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
 
 /* match(args_program, kwargs_program, context, args, kwargs) -> (donated, kept) | None */
 static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5) {
+    if (nargs != 5 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5 ||
+        !PyTuple_Check(PyTuple_GET_ITEM(args[2], 0))) {
         PyErr_SetString(PyExc_TypeError,
                         "match(args_program, kwargs_program, context, args, kwargs)");
         return NULL;

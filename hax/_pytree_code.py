@@ -328,7 +328,7 @@ def _native_matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]
     slots = [int(not d) for d, a in zip(donated, split.is_array, strict=True) if a]
     prog = program(split.treedef, split.is_array, split.statics.values, slots)
     args_prog, kwargs_prog = prog[1]
-    context = (_array_types(), is_array, same, _flatten, "value")
+    context = (tuple(_array_types()), is_array, same, _flatten, "value")
     return functools.partial(NATIVE.match, args_prog, kwargs_prog, context)
 
 
