@@ -324,4 +324,13 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "hax._fastpath", "hax.jit's matcher and builder, in C.", -1, methods,
     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__fastpath(void) { return PyModule_Create(&module); }
+/* The version of the program format above: `hax._pytree_code` uses this module only
+ * when it finds the format it writes (an install built from older sources is skipped). */
+#define FORMAT 1
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    PyObject *mod = PyModule_Create(&module);
+    if (mod != NULL && PyModule_AddIntConstant(mod, "FORMAT", FORMAT) < 0)
+        Py_CLEAR(mod);
+    return mod;
+}

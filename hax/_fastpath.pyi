@@ -2,6 +2,8 @@
 
 from typing import Any
 
+FORMAT: int
+
 def match(
     args_program: tuple[Any, ...],
     kwargs_program: tuple[Any, ...],

@@ -35,12 +35,16 @@ import numpy as np
 
 from ._static import Split, is_array, same, same_all
 
+FORMAT = 1
+"""The version of the program format (`program`) that `hax/_fastpath.c` reads."""
+
 NATIVE: types.ModuleType | None
 """`hax._fastpath` where HAX was built with a C compiler, else None (Python code)."""
 try:
     from . import _fastpath
 
-    NATIVE = _fastpath
+    # A module compiled from other sources (an editable install not rebuilt) is not used.
+    NATIVE = _fastpath if getattr(_fastpath, "FORMAT", None) == FORMAT else None
 except ImportError:  # installed without a C compiler
     NATIVE = None
 

@@ -318,14 +318,14 @@ def test_the_collector_is_paused_only_during_a_fast_call():
 )
 def test_every_kind_of_array_leaf_stays_on_the_fast_path(leaf):
     tree, config = nn.Sequential(nn.Linear(3, 3, rng=0), nn.Dropout(0.1, rng=1))
-    tree["submodules"]["0"]["buffers"]["extra"] = leaf()
-    f = hax.jit(lambda t, c, x: hax.apply_tree(t, c, x))
-    x = jnp.ones((2, 3))
-    warm(f, tree, config, x)
-    new_tree, y = on_fast_path(f, tree, config, x)
+    f = hax.jit(lambda t, c, x, extra: (hax.apply_tree(t, c, x), {"extra": extra}))
+    x, extra = jnp.ones((2, 3)), leaf()
+    warm(f, tree, config, x, extra)
+    (new_tree, y), _ = on_fast_path(f, tree, config, x, extra)
     _, y_eager = hax.apply_tree(tree, config, x)
     np.testing.assert_allclose(y, y_eager, rtol=1e-6)
-    on_fast_path(f, new_tree, config, x)  # the result, fed back, matches too
+    _, out = on_fast_path(f, new_tree, config, x, extra)  # the result, fed back, matches
+    assert jax.tree.structure(out) == jax.tree.structure({"extra": extra})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -334,3 +334,31 @@ def test_a_random_tree_called_again_takes_the_fast_path(tree):
     f = hax.jit(lambda t: t)
     warm(f, tree)
     assert _equal(on_fast_path(f, tree), tree)
+
+
+class _Meddler:
+    """A static value whose `==` empties the dict it sits in (a hostile `__eq__`)."""
+
+    def __init__(self, home):
+        self.home = home
+
+    def __eq__(self, other):
+        self.home.clear()
+        return isinstance(other, _Meddler)
+
+    def __hash__(self):
+        return 0
+
+
+def test_a_static_that_mutates_the_arguments_while_compared_is_survived():
+    """The matcher holds what it reads: an `==` that empties the dict being matched
+    neither crashes the interpreter nor leaks a half-matched call."""
+    f = hax.jit(lambda tree: tree["w"] * 2)
+    for _ in range(3):
+        tree = {"w": jnp.ones(2), "z": None}
+        tree["m"] = _Meddler(tree)
+        out = f(tree)
+    tree = {"w": jnp.ones(2), "z": None}
+    tree["m"] = _Meddler(tree)  # equal to the entry's, not the same object: `==` runs
+    out = f(tree)
+    np.testing.assert_allclose(out, [2.0, 2.0])
