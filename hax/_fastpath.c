@@ -223,6 +223,28 @@ static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     return result;
 }
 
+static PyObject *build_node(PyObject *prog, PyObject *outs, int depth);
+
+/* A new list (or tuple) of the objects `progs` build. */
+static PyObject *build_items(PyObject *progs, PyObject *outs, int depth, int as_list) {
+    Py_ssize_t n = PyTuple_GET_SIZE(progs);
+    PyObject *seq = as_list ? PyList_New(n) : PyTuple_New(n);
+    if (seq == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
+        if (item == NULL) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (as_list)
+            PyList_SET_ITEM(seq, i, item);
+        else
+            PyTuple_SET_ITEM(seq, i, item);
+    }
+    return seq;
+}
+
 static PyObject *build_node(PyObject *prog, PyObject *outs, int depth) {
     long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
     if (++depth > MAX_DEPTH) {
@@ -249,25 +271,8 @@ static PyObject *build_node(PyObject *prog, PyObject *outs, int depth) {
         return dict;
     }
     case LIST:
-    case TUPLE: {
-        PyObject *progs = PyTuple_GET_ITEM(prog, 1);
-        Py_ssize_t n = PyTuple_GET_SIZE(progs);
-        PyObject *seq = op == LIST ? PyList_New(n) : PyTuple_New(n);
-        if (seq == NULL)
-            return NULL;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *item = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
-            if (item == NULL) {
-                Py_DECREF(seq);
-                return NULL;
-            }
-            if (op == LIST)
-                PyList_SET_ITEM(seq, i, item);
-            else
-                PyTuple_SET_ITEM(seq, i, item);
-        }
-        return seq;
-    }
+    case TUPLE:
+        return build_items(PyTuple_GET_ITEM(prog, 1), outs, depth, op == LIST);
     case NONE:
         return Py_NewRef(Py_None);
     case STATIC:
@@ -281,19 +286,9 @@ static PyObject *build_node(PyObject *prog, PyObject *outs, int depth) {
         return Py_NewRef(PyTuple_GET_ITEM(outs, i));
     }
     case OPAQUE: {
-        PyObject *progs = PyTuple_GET_ITEM(prog, 2);
-        Py_ssize_t n = PyTuple_GET_SIZE(progs);
-        PyObject *leaves = PyList_New(n);
+        PyObject *leaves = build_items(PyTuple_GET_ITEM(prog, 2), outs, depth, 1);
         if (leaves == NULL)
             return NULL;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *leaf = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
-            if (leaf == NULL) {
-                Py_DECREF(leaves);
-                return NULL;
-            }
-            PyList_SET_ITEM(leaves, i, leaf);
-        }
         PyObject *node = PyObject_CallMethod(PyTuple_GET_ITEM(prog, 1), "unflatten", "O", leaves);
         Py_DECREF(leaves);
         return node;

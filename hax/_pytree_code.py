@@ -258,6 +258,23 @@ class _Matcher(_Writer):
         self.flush()
 
 
+def _preorder(treedef: Any) -> list[tuple[Any, list[int]]]:
+    """The nodes of `treedef` in jax's (depth-first) order, each with the indices of its
+    children, listed without recursion. Dicts, lists and tuples are opened; any other
+    node (None, a registered class) is listed whole, with its leaves."""
+    nodes: list[tuple[Any, list[int]]] = []
+    stack: list[tuple[Any, list[int] | None]] = [(treedef, None)]
+    while stack:
+        td, parent = stack.pop()
+        if parent is not None:
+            parent.append(len(nodes))
+        kids: list[int] = []
+        nodes.append((td, kids))
+        if not _is_leaf(td) and td.node_data()[0] in (dict, list, tuple):
+            stack.extend((c, kids) for c in reversed(td.children()))
+    return nodes
+
+
 # The operations of a program (as `hax/_fastpath.c` numbers them).
 _DICT, _LIST, _TUPLE, _NONE, _STATIC, _WHOLE, _ARRAY, _OPAQUE = range(8)
 
@@ -274,16 +291,7 @@ def program(
     gets `(ARRAY, slots[i])`; static leaves carry their value; with `templates` (for
     `build`), a dict node also carries a template dict and which children to fill in.
     Written without recursion, children before parents, so that any depth works."""
-    nodes: list[tuple[Any, list[int]]] = []  # (treedef, indices of its children)
-    stack: list[tuple[Any, list[int] | None]] = [(treedef, None)]
-    while stack:
-        td, parent = stack.pop()
-        if parent is not None:
-            parent.append(len(nodes))
-        kids: list[int] = []
-        nodes.append((td, kids))
-        if not _is_leaf(td) and td.node_data()[0] in (dict, list, tuple):
-            stack.extend((c, kids) for c in reversed(td.children()))
+    nodes = _preorder(treedef)
     leaf_iter = iter(is_array)
     array_slots, static_values = iter(slots), iter(statics)
 
@@ -419,16 +427,7 @@ def python_builder(split: Split) -> Callable[[tuple[Any, ...]], Any]:
     The nodes are listed in jax's (depth-first) order without recursion, then written
     children first, one container per line."""
     w = _Writer()
-    nodes: list[tuple[Any, list[int]]] = []  # (treedef, indices of its children)
-    stack: list[tuple[Any, list[int] | None]] = [(split.treedef, None)]
-    while stack:
-        treedef, parent = stack.pop()
-        if parent is not None:
-            parent.append(len(nodes))
-        kids: list[int] = []
-        nodes.append((treedef, kids))
-        if not _is_leaf(treedef) and treedef.node_data()[0] in (dict, list, tuple):
-            stack.extend((c, kids) for c in reversed(treedef.children()))
+    nodes = _preorder(split.treedef)
     # Leaves in jax's order: the order in which the walk above met them (opaque
     # registered nodes hold their leaves themselves).
     exprs: list[str] = [""] * len(nodes)
