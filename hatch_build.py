@@ -5,6 +5,7 @@ a C compiler. Without one (or if compiling fails), HAX installs as pure Python a
 import os
 import pathlib
 import shlex
+import shutil
 import subprocess
 import sysconfig
 import tempfile
@@ -19,14 +20,20 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]  # hatchlin
         name = "_fastpath" + sysconfig.get_config_var("EXT_SUFFIX")
         if version == "editable":  # next to the sources, which the install points to
             target = source.with_name(name)
-        else:
-            target = pathlib.Path(tempfile.mkdtemp()) / name
+        else:  # a file for the wheel only, removed in `finalize`
+            self._scratch = tempfile.mkdtemp()
+            target = pathlib.Path(self._scratch) / name
         if not self._compile(source, target):
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         if version != "editable":
             build_data["force_include"][str(target)] = f"hax/{name}"
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        scratch = getattr(self, "_scratch", None)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _compile(self, source: pathlib.Path, target: pathlib.Path) -> bool:
         link = sysconfig.get_config_var("LDSHARED")
