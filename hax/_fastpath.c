@@ -15,6 +15,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#ifdef Py_GIL_DISABLED
+/* The walk reads dicts through borrowed references, which needs the GIL: on a
+ * free-threaded Python the build hook's compile fails and HAX uses its Python code. */
+#error "hax._fastpath needs a Python with the GIL"
+#endif
+
 enum { DICT = 0, LIST = 1, TUPLE = 2, NONE = 3, STATIC = 4, WHOLE = 5, ARRAY = 6, OPAQUE = 7 };
 
 /* Containers nest at most this deep in a program: programs come from jax's treedefs, and
