@@ -7,10 +7,11 @@
  *   (DICT, keys, children[, template, rest])   (LIST, children)   (TUPLE, children)   (NONE,)
  *   (STATIC, value)          (WHOLE, value, whole)
  *   (ARRAY, slot)            (OPAQUE, treedef, leaf programs)
- * For `match`, an ARRAY slot is 0 (donated) or 1 (kept); for `build`, the index of the
- * array in the compiled function's outputs, and a DICT also carries a template (a dict
- * with the keys in order and the static children's values) and the indices of the
- * other children: copying a small dict is quicker than filling a new one.
+ * For `match`, an ARRAY slot is 0 (donated) or 1 (kept); for `build`, an ARRAY takes
+ * the next of the compiled function's outputs, and a DICT also carries a template (a
+ * dict with the keys in order and the static children's values) and the indices of
+ * the other children: copying a small dict is quicker than filling a new one. Equal
+ * subprograms are one object, so a stack of equal layers reads one layer's program.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -229,16 +230,17 @@ static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     return result;
 }
 
-static PyObject *build_node(PyObject *prog, PyObject *outs, int depth);
+static PyObject *build_node(PyObject *prog, PyObject *outs, Py_ssize_t *next, int depth);
 
 /* A new list (or tuple) of the objects `progs` build. */
-static PyObject *build_items(PyObject *progs, PyObject *outs, int depth, int as_list) {
+static PyObject *build_items(PyObject *progs, PyObject *outs, Py_ssize_t *next, int depth,
+                             int as_list) {
     Py_ssize_t n = PyTuple_GET_SIZE(progs);
     PyObject *seq = as_list ? PyList_New(n) : PyTuple_New(n);
     if (seq == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
+        PyObject *item = build_node(PyTuple_GET_ITEM(progs, i), outs, next, depth);
         if (item == NULL) {
             Py_DECREF(seq);
             return NULL;
@@ -251,7 +253,7 @@ static PyObject *build_items(PyObject *progs, PyObject *outs, int depth, int as_
     return seq;
 }
 
-static PyObject *build_node(PyObject *prog, PyObject *outs, int depth) {
+static PyObject *build_node(PyObject *prog, PyObject *outs, Py_ssize_t *next, int depth) {
     long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
     if (++depth > MAX_DEPTH) {
         PyErr_SetString(PyExc_RecursionError, "hax.jit: a result nests too deeply to build");
@@ -266,7 +268,7 @@ static PyObject *build_node(PyObject *prog, PyObject *outs, int depth) {
             return NULL;
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(rest); j++) {
             Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(rest, j));
-            PyObject *value = build_node(PyTuple_GET_ITEM(progs, i), outs, depth);
+            PyObject *value = build_node(PyTuple_GET_ITEM(progs, i), outs, next, depth);
             if (value == NULL || PyDict_SetItem(dict, PyTuple_GET_ITEM(keys, i), value) < 0) {
                 Py_XDECREF(value);
                 Py_DECREF(dict);
@@ -278,21 +280,19 @@ static PyObject *build_node(PyObject *prog, PyObject *outs, int depth) {
     }
     case LIST:
     case TUPLE:
-        return build_items(PyTuple_GET_ITEM(prog, 1), outs, depth, op == LIST);
+        return build_items(PyTuple_GET_ITEM(prog, 1), outs, next, depth, op == LIST);
     case NONE:
         return Py_NewRef(Py_None);
     case STATIC:
         return Py_NewRef(PyTuple_GET_ITEM(prog, 1));
-    case ARRAY: {
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(prog, 1));
-        if (i < 0 || i >= PyTuple_GET_SIZE(outs)) {
-            PyErr_SetString(PyExc_IndexError, "hax._fastpath: fewer outputs than the program");
+    case ARRAY:
+        if (*next >= PyTuple_GET_SIZE(outs)) {
+            PyErr_SetString(PyExc_SystemError, "hax._fastpath: fewer outputs than the program");
             return NULL;
         }
-        return Py_NewRef(PyTuple_GET_ITEM(outs, i));
-    }
+        return Py_NewRef(PyTuple_GET_ITEM(outs, (*next)++));
     case OPAQUE: {
-        PyObject *leaves = build_items(PyTuple_GET_ITEM(prog, 2), outs, depth, 1);
+        PyObject *leaves = build_items(PyTuple_GET_ITEM(prog, 2), outs, next, depth, 1);
         if (leaves == NULL)
             return NULL;
         PyObject *node = PyObject_CallMethod(PyTuple_GET_ITEM(prog, 1), "unflatten", "O", leaves);
@@ -310,7 +310,14 @@ static PyObject *build(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
         PyErr_SetString(PyExc_TypeError, "build(program, outputs: tuple)");
         return NULL;
     }
-    return build_node(args[0], args[1], 0);
+    Py_ssize_t next = 0;
+    PyObject *result = build_node(args[0], args[1], &next, 0);
+    if (result != NULL && next != PyTuple_GET_SIZE(args[1])) {
+        Py_DECREF(result);
+        PyErr_SetString(PyExc_SystemError, "hax._fastpath: more outputs than the program");
+        return NULL;
+    }
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -327,7 +334,7 @@ static struct PyModuleDef module = {
 
 /* The version of the program format above: `hax._pytree_code` uses this module only
  * when it finds the format it writes (an install built from older sources is skipped). */
-#define FORMAT 1
+#define FORMAT 2
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *mod = PyModule_Create(&module);

@@ -35,7 +35,7 @@ import numpy as np
 
 from ._static import Split, is_array, same, same_all
 
-FORMAT = 1
+FORMAT = 2
 """The version of the program format (`program`) that `hax/_fastpath.c` reads."""
 
 NATIVE: types.ModuleType | None
@@ -283,25 +283,36 @@ def program(
     treedef: Any,
     is_array: Sequence[bool],
     statics: Sequence[Any],
-    slots: Sequence[int],
-    templates: bool = False,
+    slots: Sequence[int] | None = None,
 ) -> tuple[Any, ...]:
     """The program of one pytree structure for `hax._fastpath`: a tuple per node,
-    `(op, ...)`, children in jax's leaf order. Array leaf `i` (counting arrays only)
-    gets `(ARRAY, slots[i])`; static leaves carry their value; with `templates` (for
-    `build`), a dict node also carries a template dict and which children to fill in.
-    Written without recursion, children before parents, so that any depth works."""
+    `(op, ...)`, children in jax's leaf order; static leaves carry their value.
+
+    For `match`, array leaf `i` (counting arrays only) is `(ARRAY, slots[i])`, the list
+    it goes to. For `build` (`slots` None), an array leaf is `(ARRAY, 0)`, the next output,
+    and a dict node also carries a template dict (its static children's values) and
+    which children to fill in. Equal subprograms are one object (a stack of equal
+    layers is one layer's program), so the program stays small and in cache as the
+    walk reads it. Written without recursion, children before parents."""
+    build = slots is None
     nodes = _preorder(treedef)
     leaf_iter = iter(is_array)
-    array_slots, static_values = iter(slots), iter(statics)
+    array_slots, static_values = iter(slots or ()), iter(statics)
+    # Interned programs, keyed by op, data and the identities of their parts (so that
+    # only the same static objects are shared: `1`, `True` and `1.0` stay apart).
+    seen: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def intern(prog: tuple[Any, ...], key: tuple[Any, ...]) -> tuple[Any, ...]:
+        return seen.setdefault(key, prog)
 
     def leaf() -> tuple[Any, ...]:
         if next(leaf_iter):
-            return (_ARRAY, next(array_slots))
+            slot = 0 if build else next(array_slots)
+            return intern((_ARRAY, slot), (_ARRAY, slot))
         value = next(static_values)
         if isinstance(value, Whole):
             return (_WHOLE, value.value, value)
-        return (_STATIC, value)
+        return intern((_STATIC, value), (_STATIC, id(value)))
 
     # Leaves in pre-order (the order of `nodes`) are jax's leaf order.
     leaf_progs: dict[int, tuple[Any, ...]] = {}
@@ -318,17 +329,18 @@ def program(
             continue
         kind, data = td.node_data()
         children = tuple(progs[k] for k in kids)
-        if kind is dict and templates:
+        key = (kind, tuple(data) if kind is dict else None, *map(id, children))
+        if key in seen:
+            progs[i] = seen[key]
+        elif kind is dict and build:
             pairs = zip(data, children, strict=True)
             template = {k: c[1] if c[0] == _STATIC else None for k, c in pairs}
             rest = tuple(j for j, c in enumerate(children) if c[0] != _STATIC)
-            progs[i] = (_DICT, tuple(data), children, template, rest)
+            progs[i] = intern((_DICT, tuple(data), children, template, rest), key)
         elif kind is dict:
-            progs[i] = (_DICT, tuple(data), children)
-        elif kind is list:
-            progs[i] = (_LIST, children)
-        elif kind is tuple:
-            progs[i] = (_TUPLE, children)
+            progs[i] = intern((_DICT, tuple(data), children), key)
+        elif kind is list or kind is tuple:
+            progs[i] = intern((_LIST if kind is list else _TUPLE, children), key)
         else:
             progs[i] = (_NONE,)
     return progs[0]
@@ -413,10 +425,7 @@ def builder(split: Split) -> Callable[[tuple[Any, ...]], Any]:
     of a compiled function, in leaf order) and `split`'s static leaves:
     `hax._fastpath`'s where it is built, else generated Python code."""
     if NATIVE is not None:
-        n_arrays = sum(split.is_array)
-        prog = program(
-            split.treedef, split.is_array, split.statics.values, range(n_arrays), templates=True
-        )
+        prog = program(split.treedef, split.is_array, split.statics.values)
         return functools.partial(NATIVE.build, prog)
     return python_builder(split)
 

@@ -362,3 +362,32 @@ def test_a_static_that_mutates_the_arguments_while_compared_is_survived():
     tree["m"] = _Meddler(tree)  # equal to the entry's, not the same object: `==` runs
     out = f(tree)
     np.testing.assert_allclose(out, [2.0, 2.0])
+
+
+def _program_nodes(prog):
+    """The distinct tuples of a program (its size in memory, shared parts once)."""
+    seen, stack = {}, [prog]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        stack.extend(x for part in node if type(part) is tuple for x in part if type(x) is tuple)
+    return len(seen)
+
+
+@pytest.mark.parametrize("build", [False, True])
+def test_a_stack_of_equal_layers_is_one_layer_in_the_program(implementation, build):
+    """The C walk reads its program as it reads the tree: equal layers share one
+    subprogram, so a deep stack does not double the memory the walk touches."""
+    if implementation == "python":
+        pytest.skip("programs are what the C fast path reads")
+    sizes = {}
+    for n in (5, 200):
+        with hax.rng_context(0):
+            tree, _ = nn.Sequential(*[nn.Linear(2, 2) for _ in range(n)])
+        arrays, split = hax._static.partition(tree)
+        slots = None if build else [1] * len(arrays)
+        prog = _pytree_code.program(split.treedef, split.is_array, split.statics.values, slots)
+        sizes[n] = _program_nodes(prog)
+    assert sizes[200] == sizes[5]
