@@ -20,8 +20,8 @@ depth of tree compiles. Pytree nodes other than dicts, lists, tuples and None
 
 Where HAX was installed with a C compiler, `hax._fastpath` (C) does both jobs instead,
 following a *program* written here from the same structure (`program`): the same
-checks in the same order, without running bytecode per node. The Python code stays
-the fallback and the reference the tests hold the C version to.
+checks, without running bytecode per node. The generated Python code is the fallback
+for installs without a compiler; the fast-path tests run both.
 """
 
 import functools
