@@ -16,19 +16,28 @@ each call. Prints the median µs per call of each and the median ratio (b)/(a), 
 the two routes timed back to back in rotating order in each repeat, so that machine
 load hits both alike.
 
+With `--breakdown`, prints instead, for the `state` function at each size, the host
+work on each side of the compiled call, each alone (warm caches, best of the repeats,
+µs): JAX's own `tree_flatten` and `unflatten` of the bound state (what (a) adds) and of
+the whole tree (what a generic walk of the tree costs), and HAX's fast-path matcher and
+builder on the tree (what (b) adds; the build includes freeing the previous result);
+then how many dicts the bound state and the tree hold, and their size in KB.
+
 With `--gc-freeze`, `gc.freeze()` runs once the models are built and compiled: the
 objects alive then (JAX's own, the models) leave the garbage collector's generations,
 so full collections no longer walk them. (`hax.jit` already pauses the collector
 while its fast path builds a result; this shows what is left to the collector.)
 
 Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200] [--models gpt resnet18]
-[--gc-freeze]`
+[--gc-freeze] [--breakdown]`
 """
 
 import argparse
 import gc
 import statistics
+import sys
 import time
+import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -152,6 +161,47 @@ def bench(
     return n_leaves, statistics.median(a), statistics.median(b), ratio
 
 
+def containers(tree: Any) -> tuple[int, float]:
+    """How many dicts `tree` holds, and their size in KB (with their key tables)."""
+    count, size, stack = 0, 0, [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count, size = count + 1, size + sys.getsizeof(node)
+            stack.extend(node.values())
+    return count, size / 1024
+
+
+def breakdown(size: int, repeats: int, calls: int) -> dict[str, float]:
+    """µs per call of the host work on each side of the compiled call (see the docstring)."""
+    table = routes(size, "state")
+    state = table["(a) jax.jit, bound state"][1]
+    fn, tree, (config,) = table["(b) hax.jit, tree"]
+    for _ in range(3):  # the third call runs on the fast path, which it leaves in place
+        tree = fn(tree, config)
+    entry = fn._recent[0]  # the entry just used, with its matcher and builder
+    arrays = entry.compiled(*entry.match((tree, config), {}))
+
+    def best(work: Callable[[], Any]) -> float:
+        return min(timeit.repeat(work, number=calls, repeat=repeats)) / calls * 1e6
+
+    flat = jax.tree_util.tree_flatten
+    state_leaves, state_def = flat(state)
+    tree_leaves, tree_def = flat(tree)
+    return {
+        "jax, state: flatten": best(lambda: flat(state)),
+        "unflatten": best(lambda: state_def.unflatten(state_leaves)),
+        "jax, tree: flatten": best(lambda: flat(tree)),
+        "unflatten ": best(lambda: tree_def.unflatten(tree_leaves)),
+        "hax, tree: match": best(lambda: entry.match((tree, config), {})),
+        "build": best(lambda: entry.build(arrays)),
+        "dicts, state": containers(state)[0],
+        "tree": containers(tree)[0],
+        "KB, state": containers(state)[1],
+        "tree ": containers(tree)[1],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -159,7 +209,17 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, nargs="*", default=list(LEAVES))
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before timing")
+    parser.add_argument("--breakdown", action="store_true", help="time each side's host work")
     args = parser.parse_args()
+    if args.breakdown:
+        print(f"jax {jax.__version__}; µs per call, best of {args.repeats} repeats, warm")
+        for i, n in enumerate(args.leaves):
+            parts = breakdown(n, args.repeats, max(args.calls * 16 // n, 10))
+            if i == 0:
+                print(f"{'leaves':>6} " + " ".join(f"{k.strip():>19}" for k in parts))
+            cells = (f"{v:>19,}" if isinstance(v, int) else f"{v:>19,.1f}" for v in parts.values())
+            print(f"{n:>6} " + " ".join(cells))
+        return
     gc_mode = "gc.freeze() before timing" if args.gc_freeze else "default gc"
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.repeats} "
