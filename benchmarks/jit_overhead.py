@@ -14,7 +14,10 @@ GPT with dropout, whose PRNG keys are leaves too, and ResNet-18, with many stati
 its config. The work inside is the same, so the difference is the host-side cost of
 each call. Prints the median µs per call of each and the median ratio (b)/(a), with
 the two routes timed back to back in rotating order in each repeat, so that machine
-load hits both alike.
+load hits both alike. Each timed window runs for about `--window` seconds (0.2) after
+one untimed call: what is timed is the steady cost of a call, as in a training loop,
+not the cost of switching between the routes (the other route's calls push a route's
+data out of the caches, so the first call after a switch is slower).
 
 With `--breakdown`, prints instead, for the `state` function at each size, the host
 work on each side of the compiled call, each alone (warm caches, best of the repeats,
@@ -28,8 +31,8 @@ objects alive then (JAX's own, the models) leave the garbage collector's generat
 so full collections no longer walk them. (`hax.jit` already pauses the collector
 while its fast path builds a result; this shows what is left to the collector.)
 
-Run: `python benchmarks/jit_overhead.py [--repeats 15] [--calls 200] [--models gpt resnet18]
-[--gc-freeze] [--breakdown]`
+Run: `python benchmarks/jit_overhead.py [--repeats 21] [--window 0.2] [--models gpt resnet18]
+[--gc-freeze] [--breakdown [--calls 200]]`
 """
 
 import argparse
@@ -124,8 +127,13 @@ def routes(
 def time_calls(
     fn: Callable[..., Any], first: Any, rest: tuple[Any, ...], calls: int, feed: bool
 ) -> tuple[float, Any]:
-    """µs per call over `calls` consecutive calls; with `feed`, each result is the next input."""
-    out = None
+    """µs per call over `calls` consecutive calls; with `feed`, each result is the next
+    input. One untimed call runs first: the route's first call after the other route ran
+    finds its data out of the caches, a cost of switching routes, not of a call."""
+    out = fn(first, *rest)
+    if feed:
+        first = out
+    jax.block_until_ready(out)
     start = time.perf_counter()
     for _ in range(calls):
         out = fn(first, *rest)
@@ -136,13 +144,17 @@ def time_calls(
 
 
 def bench(
-    size: int | str, kind: str, repeats: int, calls: int, freeze: bool
+    size: int | str, kind: str, repeats: int, window: float, freeze: bool
 ) -> tuple[int, float, float, float]:
     table = routes(size, kind)
     feed = kind == "state"
     firsts = {k: v[1] for k, v in table.items()}
+    slowest = 0.0
     for k, (fn, _, rest) in table.items():  # compile and warm up
-        _, firsts[k] = time_calls(fn, firsts[k], rest, max(calls // 10, 3), feed)
+        _, firsts[k] = time_calls(fn, firsts[k], rest, 3, feed)
+        us, firsts[k] = time_calls(fn, firsts[k], rest, 10, feed)
+        slowest = max(slowest, us)
+    calls = max(round(window * 1e6 / slowest), 10)  # windows of about `window` seconds
     if freeze:
         gc.collect()
         gc.freeze()
@@ -204,8 +216,9 @@ def breakdown(size: int, repeats: int, calls: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--window", type=float, default=0.2, help="seconds per timed window")
+    parser.add_argument("--calls", type=int, default=200, help="calls per --breakdown timing")
     parser.add_argument("--leaves", type=int, nargs="*", default=list(LEAVES))
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before timing")
@@ -233,9 +246,7 @@ def main() -> None:
         *(("ignore", name) for name in args.models),
     ]
     for kind, size in runs:
-        n = size if isinstance(size, int) else 64
-        calls = max(args.calls * 16 // n, 10) if n > 16 else args.calls
-        leaves, a, b, ratio = bench(size, kind, args.repeats, calls, args.gc_freeze)
+        leaves, a, b, ratio = bench(size, kind, args.repeats, args.window, args.gc_freeze)
         name = "Linear" if isinstance(size, int) else size
         print(f"{kind:<8} {name:>10} {leaves:>6} {a:>15.1f} {b:>15.1f} {ratio:>8.2f}")
 

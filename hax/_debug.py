@@ -37,17 +37,9 @@ _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
-class _State:
-    """`STATE.enabled`: whether debug mode is on here (read on the hot paths)."""
-
-    __slots__ = ()
-
-    @property
-    def enabled(self) -> bool:
-        return _ENABLED.get()
-
-
-STATE = _State()
+is_enabled: Callable[[], bool] = _ENABLED.get
+"""Whether debug mode is on here: the context variable's own `get`, a C call, for the
+hot paths (`apply_tree`, `hax.jit`), where a Python function would add a frame."""
 
 
 class _Frames(threading.local):

@@ -24,6 +24,20 @@
 
 enum { DICT = 0, LIST = 1, TUPLE = 2, NONE = 3, STATIC = 4, WHOLE = 5, ARRAY = 6, OPAQUE = 7 };
 
+/* The ints a program holds most (op codes, list slots, the first children's indices) are
+ * CPython's cached small int objects: reading one is a few pointer comparisons, where the
+ * walk would otherwise call PyLong_AsSsize_t at every node. Filled at import. */
+#define SMALL_INTS 8
+static PyObject *small_ints[SMALL_INTS];
+
+/* The value of an int of a program (a non-negative op code or index). */
+static inline Py_ssize_t small(PyObject *obj) {
+    for (Py_ssize_t k = 0; k < SMALL_INTS; k++)
+        if (obj == small_ints[k])
+            return k;
+    return PyLong_AsSsize_t(obj);
+}
+
 /* Containers nest at most this deep in a program: programs come from jax's treedefs, and
  * jax's own pytree functions stop near 1,000. A depth of its own (not Python's recursion
  * limit, which the caller's frames share) so that a deep tree works at any call depth. */
@@ -83,7 +97,7 @@ static int match_children(Match *m, PyObject *progs, PyObject *const *items, Py_
 }
 
 static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
-    long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
+    long op = (long)small(PyTuple_GET_ITEM(prog, 0));
     if (++depth > MAX_DEPTH)
         return 0; /* the generic path will say what is wrong */
     switch (op) {
@@ -169,7 +183,7 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
             if (ok != 1)
                 return ok;
         }
-        long slot = PyLong_AsLong(PyTuple_GET_ITEM(prog, 1));
+        Py_ssize_t slot = small(PyTuple_GET_ITEM(prog, 1));
         return PyList_Append(m->lists[slot], obj) < 0 ? -1 : 1;
     }
     case OPAQUE: { /* a registered pytree node: jax flattens it */
@@ -254,7 +268,7 @@ static PyObject *build_items(PyObject *progs, PyObject *outs, Py_ssize_t *next, 
 }
 
 static PyObject *build_node(PyObject *prog, PyObject *outs, Py_ssize_t *next, int depth) {
-    long op = PyLong_AsLong(PyTuple_GET_ITEM(prog, 0));
+    long op = (long)small(PyTuple_GET_ITEM(prog, 0));
     if (++depth > MAX_DEPTH) {
         PyErr_SetString(PyExc_RecursionError, "hax.jit: a result nests too deeply to build");
         return NULL;
@@ -267,7 +281,7 @@ static PyObject *build_node(PyObject *prog, PyObject *outs, Py_ssize_t *next, in
         if (dict == NULL)
             return NULL;
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(rest); j++) {
-            Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(rest, j));
+            Py_ssize_t i = small(PyTuple_GET_ITEM(rest, j));
             PyObject *value = build_node(PyTuple_GET_ITEM(progs, i), outs, next, depth);
             if (value == NULL || PyDict_SetItem(dict, PyTuple_GET_ITEM(keys, i), value) < 0) {
                 Py_XDECREF(value);
@@ -337,6 +351,11 @@ static struct PyModuleDef module = {
 #define FORMAT 2
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
+    for (long k = 0; k < SMALL_INTS; k++) {
+        Py_XSETREF(small_ints[k], PyLong_FromLong(k));
+        if (small_ints[k] == NULL)
+            return NULL;
+    }
     PyObject *mod = PyModule_Create(&module);
     if (mod != NULL && PyModule_AddIntConstant(mod, "FORMAT", FORMAT) < 0)
         Py_CLEAR(mod);

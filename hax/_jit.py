@@ -35,7 +35,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import jax
 
 from . import _pytree_code
-from ._debug import STATE as DEBUG
+from ._debug import is_enabled as debug_on
 from ._static import Split, combine, is_array, split_leaves
 
 P = ParamSpec("P")
@@ -309,7 +309,7 @@ class JitFunction(Generic[P, R]):
             arrays, itertools.compress(donated, split.is_array), strict=True
         ):
             groups[0 if is_donated else 1].append(leaf)
-        return (split, DEBUG.enabled), donated, groups
+        return (split, debug_on()), donated, groups
 
     @staticmethod
     def _donated_mask(treedef: Any, donated_args: frozenset[Any]) -> tuple[bool, ...]:
@@ -434,7 +434,7 @@ class JitFunction(Generic[P, R]):
             if recipe is None:
                 return self._call_generic(args, kwargs)  # type: ignore[no-any-return]  # R is the wrapped fn's result
             call_args, call_kwargs = recipe.apply(args, kwargs)
-        debug = DEBUG.enabled
+        debug = debug_on()
         collecting = gc.isenabled()
         if collecting:
             gc.disable()

@@ -2,7 +2,7 @@
 
 from typing import Any, cast
 
-from ._debug import STATE as DEBUG, checked_apply
+from ._debug import checked_apply, is_enabled as debug_on
 from ._leaves import LeafAddress, claim, node_entries
 from ._static import StaticKey, static_key
 from ._tree import fill_tree, is_structure_tree, named_nodes, structure_tree_map
@@ -16,7 +16,7 @@ def apply_tree(
 
     In debug mode (`hax.debug()`), the call is checked; see `hax.debug`.
     """
-    if DEBUG.enabled:
+    if debug_on():
         return checked_apply(tree, global_config, args, kwargs)
     try:
         apply = tree["apply"]
@@ -117,7 +117,7 @@ class BoundApply:
         self.skeleton: StructureTree = skeleton
         self.global_config: GlobalConfig = global_config
         self._slots = slots
-        self._debug = DEBUG.enabled
+        self._debug = debug_on()
         self._key: Any = None
 
     def tree(self, state: dict[str, Any]) -> StructureTree:
