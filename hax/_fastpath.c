@@ -60,7 +60,8 @@ typedef struct {
     PyObject *same;        /* same(a, b) -> bool, for statics that are not identical */
     PyObject *flatten;     /* flatten(x, None) -> (leaves, treedef), for OPAQUE nodes */
     PyObject *value_name;  /* "value" (the attribute of a Whole) */
-    PyObject *lists[2];    /* the donated and kept arrays, in order */
+    PyObject *lists[2];    /* the donated and kept arrays, in order (presized) */
+    Py_ssize_t filled[2];  /* how many of each are in place */
 } Match;
 
 /* 1: matches; 0: does not (or raised an Exception, cleared); -1: a BaseException that is
@@ -184,7 +185,13 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
                 return ok;
         }
         Py_ssize_t slot = small(PyTuple_GET_ITEM(prog, 1));
-        return PyList_Append(m->lists[slot], obj) < 0 ? -1 : 1;
+        PyObject *list = m->lists[slot];
+        if (m->filled[slot] >= PyList_GET_SIZE(list)) {
+            PyErr_SetString(PyExc_SystemError, "hax._fastpath: more arrays than the program");
+            return -1;
+        }
+        PyList_SET_ITEM(list, m->filled[slot]++, Py_NewRef(obj));
+        return 1;
     }
     case OPAQUE: { /* a registered pytree node: jax flattens it */
         PyObject *flat = PyObject_CallFunctionObjArgs(m->flatten, obj, Py_None, NULL);
@@ -218,22 +225,39 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
     return -1;
 }
 
-/* match(args_program, kwargs_program, context, args, kwargs) -> (donated, kept) | None */
+/* match(args_program, kwargs_program, context, args, kwargs) -> (donated, kept) | None
+ * `context` ends with how many arrays go to each list. */
 static PyObject *match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 5 ||
+    if (nargs != 5 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 7 ||
         !PyTuple_Check(PyTuple_GET_ITEM(args[2], 0))) {
         PyErr_SetString(PyExc_TypeError,
                         "match(args_program, kwargs_program, context, args, kwargs)");
         return NULL;
     }
     PyObject *ctx = args[2];
-    Match m = {PyTuple_GET_ITEM(ctx, 0), PyTuple_GET_ITEM(ctx, 1), PyTuple_GET_ITEM(ctx, 2),
-               PyTuple_GET_ITEM(ctx, 3), PyTuple_GET_ITEM(ctx, 4), {PyList_New(0), PyList_New(0)}};
+    Py_ssize_t sizes[2] = {PyLong_AsSsize_t(PyTuple_GET_ITEM(ctx, 5)),
+                           PyLong_AsSsize_t(PyTuple_GET_ITEM(ctx, 6))};
+    if (sizes[0] < 0 || sizes[1] < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "match: negative list sizes");
+        return NULL;
+    }
+    Match m = {PyTuple_GET_ITEM(ctx, 0),
+               PyTuple_GET_ITEM(ctx, 1),
+               PyTuple_GET_ITEM(ctx, 2),
+               PyTuple_GET_ITEM(ctx, 3),
+               PyTuple_GET_ITEM(ctx, 4),
+               {PyList_New(sizes[0]), PyList_New(sizes[1])},
+               {0, 0}};
     PyObject *result = NULL;
     if (m.lists[0] != NULL && m.lists[1] != NULL) {
         int ok = match_node(&m, args[0], args[3], 0);
         if (ok == 1)
             ok = match_node(&m, args[1], args[4], 0);
+        if (ok == 1 && (m.filled[0] != sizes[0] || m.filled[1] != sizes[1])) {
+            PyErr_SetString(PyExc_SystemError, "hax._fastpath: fewer arrays than the program");
+            ok = -1;
+        }
         if (ok == 1)
             result = PyTuple_Pack(2, m.lists[0], m.lists[1]);
         else if (ok == 0)
@@ -348,7 +372,7 @@ static struct PyModuleDef module = {
 
 /* The version of the program format above: `hax._pytree_code` uses this module only
  * when it finds the format it writes (an install built from older sources is skipped). */
-#define FORMAT 2
+#define FORMAT 3
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     for (long k = 0; k < SMALL_INTS; k++) {

@@ -35,7 +35,7 @@ import numpy as np
 
 from ._static import Split, is_array, same, same_all
 
-FORMAT = 2
+FORMAT = 3
 """The version of the program format (`program`) that `hax/_fastpath.c` reads."""
 
 NATIVE: types.ModuleType | None
@@ -352,7 +352,8 @@ def _native_matcher(split: Split, donated: Sequence[bool]) -> Callable[..., Any]
     slots = [int(not d) for d, a in zip(donated, split.is_array, strict=True) if a]
     prog = program(split.treedef, split.is_array, split.statics.values, slots)
     args_prog, kwargs_prog = prog[1]
-    context = (tuple(_array_types()), is_array, same, _flatten, "value")
+    sizes = (slots.count(0), slots.count(1))  # arrays for each list: presized
+    context = (tuple(_array_types()), is_array, same, _flatten, "value", *sizes)
     return functools.partial(NATIVE.match, args_prog, kwargs_prog, context)
 
 
