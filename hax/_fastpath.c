@@ -185,6 +185,11 @@ static int match_node(Match *m, PyObject *prog, PyObject *obj, int depth) {
                 return ok;
         }
         Py_ssize_t slot = small(PyTuple_GET_ITEM(prog, 1));
+        if (slot != 0 && slot != 1) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_SystemError, "hax._fastpath: an array slot is 0 or 1");
+            return -1;
+        }
         PyObject *list = m->lists[slot];
         if (m->filled[slot] >= PyList_GET_SIZE(list)) {
             PyErr_SetString(PyExc_SystemError, "hax._fastpath: more arrays than the program");

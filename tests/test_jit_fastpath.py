@@ -391,3 +391,29 @@ def test_a_stack_of_equal_layers_is_one_layer_in_the_program(implementation, bui
         prog = _pytree_code.program(split.treedef, split.is_array, split.statics.values, slots)
         sizes[n] = _program_nodes(prog)
     assert sizes[200] == sizes[5]
+
+
+@pytest.mark.parametrize(
+    "slot, sizes, message",
+    [(2, (0, 1), "slot is 0 or 1"), (1, (0, 0), "more arrays"), (1, (0, 2), "fewer arrays")],
+)
+def test_a_program_that_disagrees_with_its_sizes_is_an_error_not_a_crash(
+    implementation, slot, sizes, message
+):
+    """The C matcher fills lists presized from the program's array counts: a program
+    whose slots or counts are wrong raises, and never writes outside a list."""
+    if implementation == "python":
+        pytest.skip("programs are what the C fast path reads")
+    native = _pytree_code.NATIVE
+    context = (
+        tuple(_pytree_code._array_types()),
+        hax._static.is_array,
+        hax._static.same,
+        jax.tree_util.default_registry.flatten,
+        "value",
+        *sizes,
+    )
+    args_prog = (_pytree_code._TUPLE, ((_pytree_code._ARRAY, slot),))
+    kwargs_prog = (_pytree_code._DICT, (), ())
+    with pytest.raises(SystemError, match=message):
+        native.match(args_prog, kwargs_prog, context, (jnp.ones(2),), {})
