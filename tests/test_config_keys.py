@@ -74,3 +74,20 @@ def test_organized_applies_declare_keys_and_wrappers_keep_them():
     wrapped = hax.surgery.wrap(tree, "", lambda inner, t, c, x: inner(t, c, x))
     assert hax.validate(wrapped, config) is wrapped
     assert hax.schema.config_of(wrapped["apply"]) == {"scale": float}
+
+
+@pytest.mark.parametrize(
+    "declare",
+    [
+        lambda: hax.reads_config(len, {"temperature": float}),
+        lambda: hax.schema.register_spec(
+            len, hax.schema.spec_of(nn.Linear(2, 2, rng=0)[0]["apply"])
+        ),
+    ],
+)
+def test_declaring_on_a_callable_without_attributes_says_what_to_do(declare):
+    """A builtin takes no attributes: the error names it and says to wrap it."""
+    with pytest.raises(
+        TypeError, match=r"to <built-in function len>; wrap it in a module-level def"
+    ):
+        declare()

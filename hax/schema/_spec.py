@@ -245,15 +245,21 @@ def layer_spec(
     )
 
 
-def register_spec(apply: F, spec: LayerSpec) -> F:
-    """Attach `spec` to an apply function (returned unchanged, so usable inline)."""
+def _attach(apply: F, name: str, value: Any, what: str) -> F:
+    """Set attribute `name` of an apply function (returned unchanged); a callable that
+    takes no attributes (a builtin, a bound method) gets an error that says what to do."""
     try:
-        apply.__hax_spec__ = spec  # type: ignore[attr-defined]  # functions take attributes
+        setattr(apply, name, value)
     except AttributeError:
         raise TypeError(
-            f"cannot attach a spec to {apply!r}; wrap it in a module-level def first"
+            f"cannot attach {what} to {apply!r}; wrap it in a module-level def first"
         ) from None
     return apply
+
+
+def register_spec(apply: F, spec: LayerSpec) -> F:
+    """Attach `spec` to an apply function (returned unchanged, so usable inline)."""
+    return _attach(apply, "__hax_spec__", spec, "a spec")
 
 
 STANDARD_CONFIG: Mapping[str, Any] = {"train_mode": bool}
@@ -276,13 +282,7 @@ def reads_config(apply: F, keys: Mapping[str, Any]) -> F:
     if not isinstance(keys, Mapping) or not all(isinstance(k, str) for k in keys):
         raise TypeError(f"reads_config: keys must be a mapping of str to types, found {keys!r}")
     declared = {**getattr(apply, "__hax_config__", {}), **keys}
-    try:
-        apply.__hax_config__ = declared  # type: ignore[attr-defined]  # functions take attributes
-    except AttributeError:
-        raise TypeError(
-            f"reads_config: cannot declare keys on {apply!r}; wrap it in a module-level def first"
-        ) from None
-    return apply
+    return _attach(apply, "__hax_config__", declared, "reads_config's keys")
 
 
 def config_of(apply: Any) -> dict[str, Any]:
